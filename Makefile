@@ -1,0 +1,33 @@
+# ca-proxy — the two set-up commands are `make run` and `make test` (README.md).
+SHELL := /bin/bash
+NODE_MODULES_STAMP := node_modules/.install-stamp
+TEST_FILES = $(shell find dist/test -name '*.test.js' | sort)
+
+.PHONY: run test build demo bench fuzz clean deps
+
+$(NODE_MODULES_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+deps: $(NODE_MODULES_STAMP)
+
+build: deps
+	npx tsc -p tsconfig.json
+
+# Starts the standalone proxy with the embedded default configuration and a development PKI under .local/.
+run: build
+	node dist/scripts/dev-pki.js .local
+	node dist/cmd/ca-proxy/main.js run --dev .local
+
+test: build
+	node --test --test-concurrency=2 --test-reporter=spec $(TEST_FILES)
+
+demo: build
+	node dist/scripts/dev-pki.js .local
+	node dist/scripts/demo.js .local
+
+bench: build
+	node dist/bench/run.js
+
+clean:
+	rm -rf dist

@@ -1,0 +1,92 @@
+/**
+ * The validated configuration of ca-proxy (one YAML file, `ca-proxy run --config FILE`).
+ * Paths are resolved relative to the config file's directory by the loader.
+ * See docs/configuration.md for every field with its default.
+ */
+
+export type Action = 'intercept' | 'passthrough' | 'deny';
+export type RevocationPolicy = 'hardFail' | 'softFail';
+export type ClientAuth = 'none' | 'optional' | 'require';
+
+/** Per-destination settings; a rule overrides the defaults field by field. */
+export interface RuleSettings {
+  action: Action;
+  /** Name of a proxy identity (`identities[].name`) presented on CertificateRequest; null: none. */
+  identity: string | null;
+  /** What to do when no usable CRL covers a certificate of the chain. */
+  revocation: RevocationPolicy;
+  /** Whether the proxy asks the workload for a certificate (verified against `workloadCA`). */
+  clientAuth: ClientAuth;
+  /** Check only the server's leaf against CRLs, not the intermediates. */
+  leafOnly: boolean;
+}
+
+export interface RuleMatch {
+  /** Glob on the SNI: `*` matches one DNS label (`*.example.com`), `**` any number; case-insensitive. */
+  sni?: string;
+  /** Destination TCP port. */
+  port?: number;
+}
+
+export interface Rule extends Partial<RuleSettings> {
+  name?: string;
+  match: RuleMatch;
+}
+
+export interface IdentityConfig {
+  name: string;
+  /** PEM certificate chain (leaf first). */
+  cert?: string;
+  /** PEM private key. */
+  key?: string;
+  /** PKCS#12 file, alternative to cert+key. */
+  pfx?: string;
+  /** Passphrase for `pfx` or an encrypted key, read from this environment variable. */
+  passphraseEnv?: string;
+}
+
+export interface Config {
+  listen: {
+    /** HTTP CONNECT listener `host:port`, or null to disable. */
+    connect: string | null;
+    /** SNI-routed TLS listener `host:port`, or null to disable. */
+    sni: string | null;
+    /** Upstream port for connections accepted on the SNI listener. */
+    sniUpstreamPort: number;
+  };
+  /** Admin HTTP listener `host:port` for /metrics, /healthz, /readyz; null disables it. */
+  admin: string | null;
+  /** The interception CA that signs minted leaves (PEM files). */
+  interceptionCA: { cert: string; key: string };
+  leaf: { validityHours: number; cacheSize: number };
+  trust: {
+    /** PEM bundles of trust anchors for server chains (and CRL signatures). */
+    caFiles: string[];
+    /** Also trust Node's bundled Mozilla roots. */
+    systemRoots: boolean;
+  };
+  revocation: {
+    /** CRL files or folders (PEM or DER; several CRLs per PEM file). */
+    crlPaths: string[];
+    /** Extra CA certificates (e.g. intermediates) whose keys may sign CRLs; not trust anchors. */
+    crlSigners: string[];
+    /** Tolerated clock skew for thisUpdate/nextUpdate, seconds. */
+    clockSkewSeconds: number;
+    /** Watch crlPaths and reload on change. */
+    watch: boolean;
+  };
+  identities: IdentityConfig[];
+  /** PEM bundles of CAs that sign workload certificates (clientAuth optional/require). */
+  workloadCA: string[];
+  limits: {
+    /** Largest accepted handshake message, bytes (default 262144). */
+    maxHandshakeMessageBytes: number;
+    /** Whole handshake deadline (both sides), milliseconds. */
+    handshakeTimeoutMs: number;
+    /** Upstream TCP connect timeout, milliseconds. */
+    connectTimeoutMs: number;
+  };
+  defaults: RuleSettings;
+  rules: Rule[];
+  log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
+}

@@ -1,0 +1,50 @@
+/**
+ * The decision record: one per connection, the same object in the JSON log, the metrics,
+ * Envoy dynamic metadata (namespace `ca_proxy`) and Kubernetes Events (DESIGN.md "Decision record").
+ * Never holds the workload's certificate or subject: only its SHA-256.
+ */
+import type { Action } from '../config/types';
+import type { CrlReason } from '../pki/types';
+import type { ReasonCode } from './reasons';
+
+export type RevocationStatus = 'good' | 'revoked' | 'unknown' | 'stale' | 'not_checked';
+
+export interface Decision {
+  /** ISO 8601 time the decision was made. */
+  time: string;
+  connectionId: string;
+  source: { address?: string; port?: number; pod?: string; namespace?: string; serviceAccount?: string };
+  destination: { sni?: string; address?: string; port?: number };
+  action: Action;
+  /** Name of the rule that matched, or `default`. */
+  rule: string;
+  outcome: 'allow' | 'deny';
+  reason: ReasonCode;
+  /** Human-readable detail for the reason (an OpenSSL error, the field that failed). */
+  detail?: string;
+  tls?: { version?: string; cipher?: string; alpn?: string | null };
+  /** The external server's leaf. */
+  serverCertificate?: { subject?: string; issuer: string; serial: string; sha256: string; notAfter: string };
+  revocation?: {
+    status: RevocationStatus;
+    /** Set when a certificate is revoked (RFC 5280 §5.3.1). */
+    reason?: CrlReason;
+    revocationDate?: string;
+    /** Serial (hex) of the certificate the status is about (the worst one of the chain). */
+    serial?: string;
+    cRLNumber?: string | null;
+    thisUpdate?: string;
+  };
+  substitution?: {
+    /** The server sent CertificateRequest. */
+    requested: boolean;
+    /** Name of the proxy identity presented, or null when none was. */
+    identity: string | null;
+    /** The workload presented a certificate of its own (to the proxy, never beyond). */
+    workloadCertificate: boolean;
+  };
+  /** Workload authentication by the proxy (clientAuth). */
+  workload?: { authenticated: boolean; certificateSha256?: string; error?: string };
+  /** Milliseconds from the first ClientHello byte to the decision. */
+  handshakeMs?: number;
+}
