@@ -1,0 +1,197 @@
+/**
+ * TLS record layer framing (RFC 8446 §5.1, RFC 5246 §6.2): splitting a byte stream into
+ * records. Nothing here decrypts; a record's fragment is opaque bytes (plaintext before
+ * ChangeCipherSpec, ciphertext after).
+ *
+ *   struct { ContentType type; ProtocolVersion legacy_record_version; uint16 length;
+ *            opaque fragment[length]; } TLSPlaintext;
+ */
+import { ParseError } from './reader';
+
+/** ContentType values (RFC 8446 §5.1; RFC 5246 §6.2.1). */
+export const ContentType = {
+  change_cipher_spec: 20,
+  alert: 21,
+  handshake: 22,
+  application_data: 23,
+} as const;
+export type ContentTypeValue = (typeof ContentType)[keyof typeof ContentType];
+
+/** Bytes in a record header: type(1) + version(2) + length(2). */
+export const RECORD_HEADER_BYTES = 5;
+
+/**
+ * The largest fragment length accepted, in bytes: 2^14 + 2048. RFC 5246 §6.2.3 allows a
+ * TLSCiphertext of up to 2^14 + 2048 bytes; RFC 8446 §5.2 tightens it to 2^14 + 256 for TLS 1.3.
+ * The record reader runs before the version is known, so it takes the looser bound.
+ */
+export const MAX_RECORD_FRAGMENT_BYTES = 16384 + 2048;
+
+/** One TLS record as received. All buffers are views (no copy) when the record arrived in one chunk. */
+export interface TlsRecord {
+  /** ContentType (20..23). */
+  type: ContentTypeValue;
+  /** legacy_record_version, e.g. 0x0301 or 0x0303. */
+  version: number;
+  /** The record's payload (length bytes). */
+  fragment: Buffer;
+  /** Header + fragment, byte for byte as received (for relaying unchanged). */
+  raw: Buffer;
+}
+
+function isContentType(t: number): t is ContentTypeValue {
+  return t >= 20 && t <= 23;
+}
+
+/**
+ * Check a 5-byte record header at `buf[off..off+5)` and return the fragment length.
+ * @throws ParseError 'malformed' (unknown content type, version major byte ≠ 3),
+ *         'too_large' (length > MAX_RECORD_FRAGMENT_BYTES)
+ */
+function checkHeader(buf: Buffer, off: number): number {
+  const type = buf[off]!;
+  if (!isContentType(type)) throw new ParseError('malformed', `TLS record: unknown content type ${type}`);
+  const major = buf[off + 1]!;
+  if (major !== 3) {
+    throw new ParseError('malformed', `TLS record: version major byte ${major}, expected 3`);
+  }
+  const len = (buf[off + 3]! << 8) | buf[off + 4]!;
+  if (len > MAX_RECORD_FRAGMENT_BYTES) {
+    throw new ParseError('too_large', `TLS record: length ${len} exceeds ${MAX_RECORD_FRAGMENT_BYTES}`);
+  }
+  return len;
+}
+
+function toRecord(raw: Buffer): TlsRecord {
+  return {
+    type: raw[0] as ContentTypeValue,
+    version: (raw[1]! << 8) | raw[2]!,
+    fragment: raw.subarray(RECORD_HEADER_BYTES),
+    raw,
+  };
+}
+
+/**
+ * Incremental record framer for one direction of a TLS connection.
+ *
+ * `push()` accepts chunks split at any byte and returns the records completed by that chunk.
+ * Records wholly inside a chunk are returned as views into it (no copy); only a record that
+ * straddles chunks is copied, once, when its last byte arrives. A header is checked as soon
+ * as its 5 bytes are in, so a bad stream is rejected without waiting for a body.
+ *
+ * After a ParseError the reader is failed: every later `push()` throws the same error (the
+ * stream position is lost, so nothing after it can be framed). Records completed earlier in
+ * the failing chunk are not returned.
+ */
+export class RecordReader {
+  /** Pieces of the partial record, in order (views into earlier chunks). */
+  private parts: Buffer[] = [];
+  private partsLen = 0;
+  /** Total size (header + fragment) of the partial record once its header is known, else -1. */
+  private need = -1;
+  private failed: ParseError | null = null;
+  private readonly scratch = Buffer.alloc(RECORD_HEADER_BYTES);
+
+  /** Bytes held for a record that is not yet complete. */
+  get buffered(): number {
+    return this.partsLen;
+  }
+
+  /**
+   * Feed the next bytes of the stream.
+   * @returns the records completed by this chunk, in stream order (possibly none)
+   * @throws ParseError 'malformed' | 'too_large' on a bad record header
+   */
+  push(chunk: Buffer): TlsRecord[] {
+    if (this.failed) throw this.failed;
+    try {
+      return this.pushInner(chunk);
+    } catch (e) {
+      if (e instanceof ParseError) this.failed = e;
+      throw e;
+    }
+  }
+
+  private pushInner(chunk: Buffer): TlsRecord[] {
+    const out: TlsRecord[] = [];
+    let off = 0;
+
+    if (this.partsLen > 0) {
+      // Finish the record left over from earlier chunks first.
+      if (this.need < 0) {
+        const take = Math.min(RECORD_HEADER_BYTES - this.partsLen, chunk.length);
+        this.append(chunk.subarray(0, take));
+        off = take;
+        if (this.partsLen < RECORD_HEADER_BYTES) return out;
+        this.learnHeader();
+      }
+      const take = Math.min(this.need - this.partsLen, chunk.length - off);
+      if (take > 0) this.append(chunk.subarray(off, off + take));
+      off += take;
+      if (this.partsLen < this.need) return out;
+      const raw = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.partsLen);
+      this.parts = [];
+      this.partsLen = 0;
+      this.need = -1;
+      out.push(toRecord(raw));
+    }
+
+    // Fast path: whole records inside this chunk are returned as views.
+    while (chunk.length - off >= RECORD_HEADER_BYTES) {
+      const total = RECORD_HEADER_BYTES + checkHeader(chunk, off);
+      if (chunk.length - off < total) break;
+      out.push(toRecord(chunk.subarray(off, off + total)));
+      off += total;
+    }
+
+    if (off < chunk.length) {
+      this.append(chunk.subarray(off));
+      if (this.partsLen >= RECORD_HEADER_BYTES) this.learnHeader();
+    }
+    return out;
+  }
+
+  private append(piece: Buffer): void {
+    this.parts.push(piece);
+    this.partsLen += piece.length;
+  }
+
+  /** The partial record now has ≥ 5 bytes: check its header and learn its size. */
+  private learnHeader(): void {
+    let head = this.parts[0]!;
+    if (head.length < RECORD_HEADER_BYTES) {
+      // The header itself was split across chunks: gather its 5 bytes into a scratch buffer
+      // (the pieces stay as they are; the record is joined once, when complete).
+      let got = 0;
+      for (const p of this.parts) {
+        const n = Math.min(p.length, RECORD_HEADER_BYTES - got);
+        p.copy(this.scratch, got, 0, n);
+        got += n;
+        if (got === RECORD_HEADER_BYTES) break;
+      }
+      head = this.scratch;
+    }
+    this.need = RECORD_HEADER_BYTES + checkHeader(head, 0);
+  }
+}
+
+/**
+ * Decide from the first bytes of a connection whether it starts with a TLS handshake record
+ * (as a standalone listener must, before choosing how to handle it).
+ *
+ * 'tls': a handshake record header (type 22, version major 3) with a plausible length
+ * (1..MAX_RECORD_FRAGMENT_BYTES). 'not_tls': anything else, including an SSLv2-format
+ * ClientHello (first byte has its high bit set; RFC 5246 Appendix E.2) and plain HTTP.
+ * 'need_more': the bytes so far are consistent with TLS but fewer than 5. The answer never
+ * changes from 'tls'/'not_tls' as more bytes arrive.
+ */
+export function looksLikeTls(firstBytes: Buffer): 'tls' | 'not_tls' | 'need_more' {
+  const n = firstBytes.length;
+  if (n === 0) return 'need_more';
+  if (firstBytes[0] !== ContentType.handshake) return 'not_tls';
+  if (n < 2) return 'need_more';
+  if (firstBytes[1] !== 3) return 'not_tls';
+  if (n < RECORD_HEADER_BYTES) return 'need_more';
+  const len = (firstBytes[3]! << 8) | firstBytes[4]!;
+  return len >= 1 && len <= MAX_RECORD_FRAGMENT_BYTES ? 'tls' : 'not_tls';
+}
