@@ -23,11 +23,12 @@ import path from 'node:path';
 
 export type KeyType = 'rsa' | 'ec' | 'ec384' | 'ed25519' | 'rsa-pss';
 
-/** CRLReason names as `openssl ca -crl_reason` spells them (RFC 5280 §5.3.1). */
+/** CRLReason names as `openssl ca -crl_reason` takes them (case-insensitive; RFC 5280 §5.3.1 spelling accepted). */
 export type RevokeReason =
   | 'unspecified'
   | 'keyCompromise'
   | 'CACompromise'
+  | 'cACompromise'
   | 'affiliationChanged'
   | 'superseded'
   | 'cessationOfOperation'
