@@ -1,0 +1,69 @@
+/**
+ * The embedded default configuration (what a config file is merged over) and the
+ * development configuration `make run` uses with the PKI that `scripts/dev-pki` writes
+ * under `.local/`. docs/configuration.md lists the same values; keep the two in step.
+ */
+import path from 'node:path';
+import type { Config } from './types';
+
+/**
+ * Everything has a default except the interception CA: a key pair that signs certificates
+ * the workloads trust must be chosen explicitly, so the loader reports it missing.
+ */
+export type ConfigDefaults = Omit<Config, 'interceptionCA'>;
+
+/** A fresh, mutable copy of the defaults (callers merge into it). */
+export function defaultConfig(): ConfigDefaults {
+  return {
+    listen: { connect: '127.0.0.1:3128', sni: null, sniUpstreamPort: 443 },
+    admin: '127.0.0.1:9090',
+    leaf: { validityHours: 24, cacheSize: 1000 },
+    trust: { caFiles: [], systemRoots: false },
+    revocation: { crlPaths: [], crlSigners: [], clockSkewSeconds: 300, watch: true },
+    identities: [],
+    workloadCA: [],
+    limits: { maxHandshakeMessageBytes: 262144, handshakeTimeoutMs: 10000, connectTimeoutMs: 5000 },
+    defaults: { action: 'intercept', identity: null, revocation: 'hardFail', clientAuth: 'none', leafOnly: false },
+    rules: [],
+    log: { level: 'info' },
+  };
+}
+
+/**
+ * File names of the development PKI inside the `.local/` folder (written by `scripts/dev-pki`,
+ * read by `devConfig`). Only the interception CA and the proxy identity have private keys.
+ */
+export const DEV_PKI_FILES = {
+  interceptionCACert: 'interception-ca.crt',
+  interceptionCAKey: 'interception-ca.key',
+  identityCert: 'proxy-identity.crt',
+  identityKey: 'proxy-identity.key',
+  /** Trust anchor for the demo servers' chains (and signer of the demo CRL). */
+  trustCA: 'demo-ca.crt',
+  crl: 'demo-crl.pem',
+  workloadCA: 'workload-ca.crt',
+} as const;
+
+/** Name of the proxy identity in the development configuration. */
+export const DEV_IDENTITY_NAME = 'default';
+
+/**
+ * The configuration of `ca-proxy run --dev DIR` (`make run`): the defaults plus the
+ * development PKI in `dir` (absolute paths). Presents the proxy identity on every
+ * CertificateRequest.
+ */
+export function devConfig(dir: string): Config {
+  const at = (file: string): string => path.resolve(dir, file);
+  const base = defaultConfig();
+  return {
+    ...base,
+    interceptionCA: { cert: at(DEV_PKI_FILES.interceptionCACert), key: at(DEV_PKI_FILES.interceptionCAKey) },
+    trust: { ...base.trust, caFiles: [at(DEV_PKI_FILES.trustCA)] },
+    revocation: { ...base.revocation, crlPaths: [at(DEV_PKI_FILES.crl)] },
+    identities: [
+      { name: DEV_IDENTITY_NAME, cert: at(DEV_PKI_FILES.identityCert), key: at(DEV_PKI_FILES.identityKey) },
+    ],
+    workloadCA: [at(DEV_PKI_FILES.workloadCA)],
+    defaults: { ...base.defaults, identity: DEV_IDENTITY_NAME },
+  };
+}

@@ -1,0 +1,200 @@
+/**
+ * JSON Schema (draft-07, as validated by ajv 8) of the ca-proxy configuration, i.e. of
+ * `Config` in ./types.ts *after* the loader has merged the file over the defaults.
+ *
+ * Every object is closed (`additionalProperties: false`) so a misspelt key is an error,
+ * never a silently ignored setting. Constraints that span fields (identity references,
+ * duplicate names, "at least one listener") are checked in ./load.ts, where the message can
+ * name both ends.
+ *
+ * `x-expected` is an annotation of ours (registered with ajv as a no-op keyword): the
+ * human-readable description of what a `pattern`/`minProperties` keyword wants, used in
+ * error messages instead of the raw regular expression.
+ */
+
+/** `host:port`: a DNS name, an IPv4 address or a bracketed IPv6 address, and a port 0–65535 (0: any free port). */
+export const HOST_PORT_PATTERN =
+  '^(?:\\[[0-9A-Fa-f:.]+(?:%[A-Za-z0-9]+)?\\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)' +
+  ':(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}|0)$';
+
+const SNI_LABEL = '(?:\\*\\*|\\*|[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)';
+/** SNI glob: dot-separated labels, each a DNS label, `*` (one label) or `**` (one or more labels); optional trailing dot. */
+export const SNI_GLOB_PATTERN = `^${SNI_LABEL}(?:\\.${SNI_LABEL})*\\.?$`;
+
+/** Identity names are referenced from rules and appear in logs and Envoy metadata: keep them plain. */
+export const IDENTITY_NAME_PATTERN = '^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62})$';
+
+const ENV_VAR_PATTERN = '^[A-Za-z_][A-Za-z0-9_]*$';
+
+export const ACTIONS = ['intercept', 'passthrough', 'deny'] as const;
+export const REVOCATION_POLICIES = ['hardFail', 'softFail'] as const;
+export const CLIENT_AUTH_MODES = ['none', 'optional', 'require'] as const;
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+/** The annotation keyword described above; load.ts registers it with ajv. */
+export const EXPECTED_KEYWORD = 'x-expected';
+
+const hostPort = {
+  type: 'string',
+  pattern: HOST_PORT_PATTERN,
+  [EXPECTED_KEYWORD]: 'host:port, e.g. 127.0.0.1:3128 or [::1]:3128',
+};
+const nullableHostPort = { ...hostPort, type: ['string', 'null'] };
+const filePath = { type: 'string', minLength: 1, maxLength: 4096 };
+const filePaths = { type: 'array', items: filePath, maxItems: 1024 };
+const port = { type: 'integer', minimum: 1, maximum: 65535 };
+
+const identityName = {
+  type: 'string',
+  pattern: IDENTITY_NAME_PATTERN,
+  [EXPECTED_KEYWORD]: 'a name of letters, digits, ".", "_", "-" (at most 64)',
+};
+
+/** The fields a rule may override; in `defaults` all are required. */
+const settingsProperties = {
+  action: { enum: [...ACTIONS] },
+  identity: { ...identityName, type: ['string', 'null'] },
+  revocation: { enum: [...REVOCATION_POLICIES] },
+  clientAuth: { enum: [...CLIENT_AUTH_MODES] },
+  leafOnly: { type: 'boolean' },
+};
+
+export const configSchema = {
+  $schema: 'http://json-schema.org/draft-07/schema#',
+  $id: 'https://ca-proxy.io/schemas/config.json',
+  title: 'ca-proxy configuration',
+  type: 'object',
+  additionalProperties: false,
+  required: [
+    'listen',
+    'admin',
+    'interceptionCA',
+    'leaf',
+    'trust',
+    'revocation',
+    'identities',
+    'workloadCA',
+    'limits',
+    'defaults',
+    'rules',
+    'log',
+  ],
+  properties: {
+    listen: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['connect', 'sni', 'sniUpstreamPort'],
+      properties: {
+        connect: nullableHostPort,
+        sni: nullableHostPort,
+        sniUpstreamPort: port,
+      },
+    },
+    admin: nullableHostPort,
+    interceptionCA: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['cert', 'key'],
+      properties: { cert: filePath, key: filePath },
+    },
+    leaf: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['validityHours', 'cacheSize'],
+      properties: {
+        // A minted leaf lives only as long as the connections that use it; a year is plenty.
+        validityHours: { type: 'integer', minimum: 1, maximum: 8760 },
+        cacheSize: { type: 'integer', minimum: 1, maximum: 1_000_000 },
+      },
+    },
+    trust: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['caFiles', 'systemRoots'],
+      properties: { caFiles: filePaths, systemRoots: { type: 'boolean' } },
+    },
+    revocation: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['crlPaths', 'crlSigners', 'clockSkewSeconds', 'watch'],
+      properties: {
+        crlPaths: filePaths,
+        crlSigners: filePaths,
+        clockSkewSeconds: { type: 'integer', minimum: 0, maximum: 86400 },
+        watch: { type: 'boolean' },
+      },
+    },
+    identities: {
+      type: 'array',
+      maxItems: 256,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name'],
+        properties: {
+          name: identityName,
+          cert: filePath,
+          key: filePath,
+          pfx: filePath,
+          passphraseEnv: {
+            type: 'string',
+            pattern: ENV_VAR_PATTERN,
+            [EXPECTED_KEYWORD]: 'an environment variable name, e.g. PROXY_KEY_PASSPHRASE',
+          },
+        },
+      },
+    },
+    workloadCA: filePaths,
+    limits: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['maxHandshakeMessageBytes', 'handshakeTimeoutMs', 'connectTimeoutMs'],
+      properties: {
+        // Handshake message lengths are uint24 (RFC 8446 §4); below 4 KiB no real Certificate fits.
+        maxHandshakeMessageBytes: { type: 'integer', minimum: 4096, maximum: 16777215 },
+        handshakeTimeoutMs: { type: 'integer', minimum: 1, maximum: 600_000 },
+        connectTimeoutMs: { type: 'integer', minimum: 1, maximum: 300_000 },
+      },
+    },
+    defaults: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['action', 'identity', 'revocation', 'clientAuth', 'leafOnly'],
+      properties: settingsProperties,
+    },
+    rules: {
+      type: 'array',
+      maxItems: 10_000,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['match'],
+        properties: {
+          name: { type: 'string', minLength: 1, maxLength: 128 },
+          match: {
+            type: 'object',
+            additionalProperties: false,
+            minProperties: 1,
+            [EXPECTED_KEYWORD]: 'at least one of sni, port',
+            properties: {
+              sni: {
+                type: 'string',
+                maxLength: 254,
+                pattern: SNI_GLOB_PATTERN,
+                [EXPECTED_KEYWORD]: 'a host name glob, e.g. api.example.com, *.example.com or **.example.com',
+              },
+              port,
+            },
+          },
+          ...settingsProperties,
+        },
+      },
+    },
+    log: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['level'],
+      properties: { level: { enum: [...LOG_LEVELS] } },
+    },
+  },
+} as const;

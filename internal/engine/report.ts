@@ -1,0 +1,56 @@
+/**
+ * Decision reporting: the JSON log (pino, one line per decision) and the metrics. Other sinks
+ * (Envoy dynamic metadata, Kubernetes Events) live with their front door and take the same
+ * `Decision` object.
+ */
+import pino, { type DestinationStream, type Logger } from 'pino';
+import type { Config } from '../config/types';
+import { observeDecision, type Metrics } from '../metrics/registry';
+import type { Decision } from './decision';
+
+export type LogLevel = Config['log']['level'];
+
+/**
+ * A JSON logger on stdout (or `destination`, for tests): level as its name (`"level":"info"`),
+ * ISO 8601 `time`, no `hostname` (pods have names of their own in the log pipeline).
+ */
+export function createLogger(level: LogLevel, destination?: DestinationStream): Logger {
+  const options: pino.LoggerOptions = {
+    level,
+    base: { pid: process.pid },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { level: (label) => ({ level: label }) },
+  };
+  return destination === undefined ? pino(options) : pino(options, destination);
+}
+
+/** The part of a logger the reporter uses (a pino Logger fits). */
+export type DecisionLogger = Pick<Logger, 'info' | 'warn' | 'error'>;
+
+export type Reporter = (decision: Decision) => void;
+
+/**
+ * Returns the function every front door calls once per connection: logs
+ * `{"msg":"decision","decision":{...}}` at info for allow and warn for deny, and updates the
+ * metrics. It never throws: reporting must not break the connection it reports on.
+ */
+export function createReporter(deps: { logger: DecisionLogger; metrics: Metrics }): Reporter {
+  const { logger, metrics } = deps;
+  return (decision) => {
+    try {
+      if (decision.outcome === 'deny') logger.warn({ decision }, 'decision');
+      else logger.info({ decision }, 'decision');
+    } catch {
+      // A failing log sink (closed stdout) has nowhere to report to; the metrics still count.
+    }
+    try {
+      observeDecision(metrics, decision);
+    } catch (err) {
+      try {
+        logger.error({ err, connectionId: decision.connectionId }, 'decision metrics update failed');
+      } catch {
+        // nothing left to tell
+      }
+    }
+  };
+}
