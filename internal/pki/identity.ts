@@ -9,7 +9,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
 import type { IdentityConfig } from '../config/types';
-import { PemError, pemBlocks, readPemBundle, toPem } from './pem';
+import { certInfo, formatName } from './certinfo';
+import { PemError, pemBlocks, pemCertificates, toPem } from './pem';
 
 /** An identity that cannot be used. `identity` and `file` say which. */
 export class IdentityError extends Error {
@@ -32,7 +33,7 @@ export type IdentitySecureContextOptions =
 export interface ProxyIdentity {
   name: string;
   secureContextOptions: IdentitySecureContextOptions;
-  /** The leaf's subject (Node's `X509Certificate.subject` form), or `unknown` (see `pfxLeaf`). */
+  /** The leaf's subject, RFC 4514 string (as certinfo's `formatName`), or `unknown` (see `pfxLeaf`). */
   leafSubject: string;
   /** SHA-256 of the leaf's DER, lower-case hex; `unknown` when the leaf could not be read. */
   leafSha256: string;
@@ -82,13 +83,22 @@ function pfxLeaf(ctx: tls.SecureContext): X509Certificate | null {
   }
 }
 
+/** RFC 4514 one-line subject for messages and decisions (Node's `subject` is one RDN per line). */
+function subjectOf(cert: X509Certificate): string {
+  try {
+    return formatName(certInfo(cert).subjectDer);
+  } catch {
+    return cert.subject.replace(/\n/g, ', ');
+  }
+}
+
 function checkValidity(name: string, file: string, leaf: X509Certificate, now: Date, warn?: (m: string) => void): void {
   const notBefore = new Date(leaf.validFrom);
   const notAfter = new Date(leaf.validTo);
-  if (now >= notAfter) throw new IdentityError(name, file, `certificate ${leaf.subject} expired at ${notAfter.toISOString()}`);
-  if (now < notBefore) throw new IdentityError(name, file, `certificate ${leaf.subject} is not valid before ${notBefore.toISOString()}`);
+  if (now >= notAfter) throw new IdentityError(name, file, `certificate ${subjectOf(leaf)} expired at ${notAfter.toISOString()}`);
+  if (now < notBefore) throw new IdentityError(name, file, `certificate ${subjectOf(leaf)} is not valid before ${notBefore.toISOString()}`);
   if (notAfter.getTime() - now.getTime() < EXPIRY_WARNING_MS) {
-    warn?.(`identity ${JSON.stringify(name)} (${file}): certificate ${leaf.subject} expires at ${notAfter.toISOString()}`);
+    warn?.(`identity ${JSON.stringify(name)} (${file}): certificate ${subjectOf(leaf)} expires at ${notAfter.toISOString()}`);
   }
 }
 
@@ -105,9 +115,9 @@ function loadPem(cfg: IdentityConfig, baseDir: string, passphrase: string | unde
   const certText = readFile(cfg.name, certFile).toString('utf8');
   let chain: Buffer[];
   try {
-    chain = readPemBundle(certText);
+    chain = pemCertificates(certText, certFile);
   } catch (e) {
-    throw new IdentityError(cfg.name, certFile, e instanceof PemError ? e.message.replace(/^<text>: /, '') : String(e));
+    throw new IdentityError(cfg.name, certFile, e instanceof PemError ? e.message.slice(certFile.length + 2) : String(e));
   }
   let leaf: X509Certificate;
   try {
@@ -135,7 +145,7 @@ function loadPem(cfg: IdentityConfig, baseDir: string, passphrase: string | unde
   // The key must belong to the leaf, or every server that asks for a certificate fails the
   // CertificateVerify check — only after the workload's connection is already committed.
   if (!leaf.checkPrivateKey(key)) {
-    throw new IdentityError(cfg.name, keyFile, `private key does not match certificate ${leaf.subject} (${certFile})`);
+    throw new IdentityError(cfg.name, keyFile, `private key does not match certificate ${subjectOf(leaf)} (${certFile})`);
   }
   checkValidity(cfg.name, certFile, leaf, opts.now ?? new Date(), opts.warn);
   const secureContextOptions = {
@@ -150,7 +160,7 @@ function loadPem(cfg: IdentityConfig, baseDir: string, passphrase: string | unde
   return {
     name: cfg.name,
     secureContextOptions,
-    leafSubject: leaf.subject,
+    leafSubject: subjectOf(leaf),
     leafSha256: crypto.createHash('sha256').update(leaf.raw).digest('hex'),
     notAfter: new Date(leaf.validTo),
     source: `${certFile}, ${keyFile}`,
@@ -180,7 +190,7 @@ function loadPfx(cfg: IdentityConfig, baseDir: string, passphrase: string | unde
   return {
     name: cfg.name,
     secureContextOptions,
-    leafSubject: leaf?.subject ?? 'unknown',
+    leafSubject: leaf ? subjectOf(leaf) : 'unknown',
     leafSha256: leaf ? crypto.createHash('sha256').update(leaf.raw).digest('hex') : 'unknown',
     notAfter: leaf ? new Date(leaf.validTo) : new Date(NaN),
     source: pfxFile,

@@ -71,6 +71,15 @@ export function readPemBundle(pathOrText: string): Buffer[] {
       throw new PemError(source, `cannot read certificate file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
     }
   }
+  return pemCertificates(text, source);
+}
+
+/**
+ * DER of every CERTIFICATE block of PEM `text`, in order.
+ * @param source names the origin in errors (a file path)
+ * @throws PemError when there is none, or a block is malformed
+ */
+export function pemCertificates(text: string, source = '<text>'): Buffer[] {
   const certs = pemBlocks(text, 'CERTIFICATE', source).map((b) => b.der);
   if (certs.length === 0) throw new PemError(source, 'no PEM CERTIFICATE block found');
   return certs;
