@@ -1,0 +1,279 @@
+/**
+ * What the revocation check needs from a certificate (RFC 5280 §4.1): the raw issuer and subject
+ * Names, the serial number as comparable bytes, the key identifiers, keyUsage and basicConstraints.
+ * `node:crypto` X509Certificate gives the parsed object, public key and fingerprints; the rest is
+ * read by walking the DER (der.ts), because X509Certificate exposes neither raw Names nor
+ * keyUsage (its `keyUsage` property is the *extended* key usage list).
+ */
+import crypto, { X509Certificate } from 'node:crypto';
+import { BoundedReader, ParseError } from '../tls/reader';
+import {
+  Tag,
+  contextTag,
+  enter,
+  peekTag,
+  readBitString,
+  readBoolean,
+  readIntegerBytes,
+  readOctetString,
+  readOidBytes,
+  readRawElement,
+  skipElement,
+  oidToString,
+  readLength,
+  readTag,
+} from './der';
+
+export interface CertInfo {
+  x509: X509Certificate;
+  /** The whole certificate DER. */
+  der: Buffer;
+  /** Raw issuer Name (DER SEQUENCE, tag and length included). */
+  issuerDer: Buffer;
+  /** Raw subject Name. */
+  subjectDer: Buffer;
+  /** serialNumber as unsigned big-endian bytes without leading zeros (empty for serial 0). */
+  serial: Buffer;
+  /** authorityKeyIdentifier keyIdentifier (RFC 5280 §4.2.1.1), when present. */
+  authorityKeyId?: Buffer;
+  /** subjectKeyIdentifier (RFC 5280 §4.2.1.2), when present. */
+  subjectKeyId?: Buffer;
+  /**
+   * keyUsage (RFC 5280 §4.2.1.3) as a bit mask, `1 << n` for KeyUsage bit n (digitalSignature = 0 …
+   * keyCertSign = 5, cRLSign = 6); undefined when the extension is absent.
+   */
+  keyUsage?: number;
+  /** basicConstraints cA (RFC 5280 §4.2.1.9). */
+  isCa: boolean;
+  /** SHA-256 of the DER, lower-case hex. */
+  sha256: string;
+}
+
+/** KeyUsage bit numbers (RFC 5280 §4.2.1.3). */
+export const KeyUsageBit = {
+  digitalSignature: 0,
+  nonRepudiation: 1,
+  keyEncipherment: 2,
+  dataEncipherment: 3,
+  keyAgreement: 4,
+  keyCertSign: 5,
+  cRLSign: 6,
+  encipherOnly: 7,
+  decipherOnly: 8,
+} as const;
+
+// Extension OIDs as content octets (2.5.29.x = 55 1D x).
+const OID_SKI = Buffer.from([0x55, 0x1d, 0x0e]); // 2.5.29.14
+const OID_KEY_USAGE = Buffer.from([0x55, 0x1d, 0x0f]); // 2.5.29.15
+const OID_BASIC_CONSTRAINTS = Buffer.from([0x55, 0x1d, 0x13]); // 2.5.29.19
+const OID_AKI = Buffer.from([0x55, 0x1d, 0x23]); // 2.5.29.35
+
+const cache = new WeakMap<X509Certificate, CertInfo>();
+
+/**
+ * Parse a certificate. Accepts DER, or an X509Certificate (results are cached per object).
+ * Throws `ParseError` for DER that X509Certificate accepted but our walk cannot read.
+ */
+export function certInfo(input: Buffer | X509Certificate): CertInfo {
+  if (input instanceof X509Certificate) {
+    const hit = cache.get(input);
+    if (hit) return hit;
+  }
+  const x509 = input instanceof X509Certificate ? input : new X509Certificate(input);
+  const der = x509.raw;
+  const r = new BoundedReader(der);
+  const cert = enter(r, Tag.SEQUENCE, 'Certificate');
+  r.expectEnd('Certificate');
+  const tbs = enter(cert, Tag.SEQUENCE, 'tbsCertificate');
+  if (peekTag(tbs) === contextTag(0, true)) skipElement(tbs, 'version');
+  const serial = normalizeSerial(readIntegerBytes(tbs, 'serialNumber'));
+  skipElement(tbs, 'signature');
+  const issuerDer = readRawElement(tbs, 'issuer');
+  skipElement(tbs, 'validity');
+  const subjectDer = readRawElement(tbs, 'subject');
+  skipElement(tbs, 'subjectPublicKeyInfo');
+  const info: CertInfo = {
+    x509,
+    der,
+    issuerDer,
+    subjectDer,
+    serial,
+    isCa: false,
+    sha256: crypto.createHash('sha256').update(der).digest('hex'),
+  };
+  while (!tbs.atEnd) {
+    const t = peekTag(tbs);
+    if (t !== contextTag(3, true)) {
+      skipElement(tbs, 'uniqueID');
+      continue;
+    }
+    const exts = enter(enter(tbs, contextTag(3, true), 'extensions'), Tag.SEQUENCE, 'Extensions');
+    walkExtensions(exts, (oid, _critical, value) => {
+      if (oid.equals(OID_SKI)) info.subjectKeyId = readOctetString(new BoundedReader(value), 'subjectKeyIdentifier');
+      else if (oid.equals(OID_AKI)) info.authorityKeyId = parseAuthorityKeyId(value);
+      else if (oid.equals(OID_KEY_USAGE)) info.keyUsage = parseKeyUsage(value);
+      else if (oid.equals(OID_BASIC_CONSTRAINTS)) info.isCa = parseBasicConstraintsCa(value);
+    });
+  }
+  if (input instanceof X509Certificate) cache.set(input, info);
+  return info;
+}
+
+/**
+ * Walk `Extensions ::= SEQUENCE SIZE (1..MAX) OF Extension` (RFC 5280 §4.1): `exts` is a reader
+ * over the SEQUENCE's content. `fn` gets the extnID content octets, critical, and the extnValue
+ * content (the DER of the extension's own value). Duplicate extnIDs are malformed (§4.2).
+ */
+export function walkExtensions(exts: BoundedReader, fn: (oid: Buffer, critical: boolean, value: Buffer) => void): void {
+  const seen = new Set<string>();
+  if (exts.atEnd) throw new ParseError('malformed', 'Extensions: empty SEQUENCE');
+  while (!exts.atEnd) {
+    const ext = enter(exts, Tag.SEQUENCE, 'Extension');
+    const oid = readOidBytes(ext, 'extnID');
+    const key = oid.toString('hex');
+    if (seen.has(key)) throw new ParseError('malformed', `Extension ${oidToString(oid)} appears twice`);
+    seen.add(key);
+    let critical = false;
+    if (peekTag(ext) === Tag.BOOLEAN) {
+      critical = readBoolean(ext, 'critical');
+      // DER: a DEFAULT value is never encoded (X.690 §11.5); tolerated, as most parsers do.
+    }
+    const value = readOctetString(ext, 'extnValue');
+    ext.expectEnd('Extension');
+    fn(oid, critical, value);
+  }
+}
+
+/** AuthorityKeyIdentifier's keyIdentifier (`[0] IMPLICIT OCTET STRING`), or undefined when absent. */
+export function parseAuthorityKeyId(value: Buffer): Buffer | undefined {
+  const r = new BoundedReader(value);
+  const aki = enter(r, Tag.SEQUENCE, 'AuthorityKeyIdentifier');
+  r.expectEnd('AuthorityKeyIdentifier');
+  let keyId: Buffer | undefined;
+  while (!aki.atEnd) {
+    const t = readTag(aki, 'AuthorityKeyIdentifier field');
+    const len = readLength(aki, 'AuthorityKeyIdentifier field');
+    const content = aki.bytes(len);
+    if (t === contextTag(0, false)) keyId = content;
+    else if (t !== contextTag(1, true) && t !== contextTag(2, false)) {
+      throw new ParseError('malformed', `AuthorityKeyIdentifier: unexpected tag 0x${t.toString(16)}`);
+    }
+  }
+  return keyId;
+}
+
+function parseKeyUsage(value: Buffer): number {
+  const r = new BoundedReader(value);
+  const bits = readBitString(r, 'keyUsage');
+  r.expectEnd('keyUsage');
+  let mask = 0;
+  const nbits = bits.bytes.length * 8 - bits.unusedBits;
+  for (let i = 0; i < Math.min(nbits, 16); i++) {
+    if ((bits.bytes[i >> 3]! >> (7 - (i & 7))) & 1) mask |= 1 << i;
+  }
+  return mask;
+}
+
+function parseBasicConstraintsCa(value: Buffer): boolean {
+  const r = new BoundedReader(value);
+  const bc = enter(r, Tag.SEQUENCE, 'basicConstraints');
+  return peekTag(bc) === Tag.BOOLEAN ? readBoolean(bc, 'cA') : false;
+}
+
+/**
+ * A serial number's INTEGER content octets as unsigned big-endian bytes without leading zeros (a
+ * view, no copy). Applied identically to certificate and CRL-entry serials so they compare equal
+ * however each was padded; a negative serial (invalid, RFC 5280 §4.1.2.2, but seen in the wild)
+ * keeps its two's-complement bytes and so still compares consistently.
+ */
+export function normalizeSerial(b: Buffer): Buffer {
+  let i = 0;
+  while (i < b.length && b[i] === 0) i++;
+  return i === 0 ? b : b.subarray(i);
+}
+
+/**
+ * The key matching a CRL's issuer to a certificate's issuer (RFC 5280 §5.1.2.3). For now an exact
+ * DER comparison (hex of the Name's encoding); RFC 5280 §7.1 name normalisation will live here
+ * and only here.
+ */
+export function nameKey(nameDer: Buffer): string {
+  return nameDer.toString('hex');
+}
+
+// Short names for RFC 4514 §3 plus the usual extras.
+const ATTR_NAMES: Record<string, string> = {
+  '2.5.4.3': 'CN',
+  '2.5.4.6': 'C',
+  '2.5.4.7': 'L',
+  '2.5.4.8': 'ST',
+  '2.5.4.9': 'STREET',
+  '2.5.4.10': 'O',
+  '2.5.4.11': 'OU',
+  '2.5.4.5': 'serialNumber',
+  '2.5.4.97': 'organizationIdentifier',
+  '0.9.2342.19200300.100.1.25': 'DC',
+  '0.9.2342.19200300.100.1.1': 'UID',
+  '1.2.840.113549.1.9.1': 'emailAddress',
+};
+
+/**
+ * A Name (DER) as an RFC 4514 string for display: RDNs last-first, multi-valued RDNs joined with
+ * '+', special characters escaped; values of unknown string types are written as #hex. Never
+ * used for matching (see `nameKey`). Throws `ParseError` on malformed DER.
+ */
+export function formatName(nameDer: Buffer): string {
+  const r = new BoundedReader(nameDer);
+  const seq = enter(r, Tag.SEQUENCE, 'Name');
+  const rdns: string[] = [];
+  while (!seq.atEnd) {
+    const set = enter(seq, Tag.SET, 'RelativeDistinguishedName');
+    const parts: string[] = [];
+    while (!set.atEnd) {
+      const atv = enter(set, Tag.SEQUENCE, 'AttributeTypeAndValue');
+      const oid = oidToString(readOidBytes(atv, 'AttributeType'));
+      const valueStart = atv.offset;
+      const tag = readTag(atv, 'AttributeValue');
+      const len = readLength(atv, 'AttributeValue');
+      const content = atv.bytes(len);
+      const text = decodeString(tag, content);
+      const type = ATTR_NAMES[oid] ?? oid;
+      parts.push(`${type}=${text === null ? '#' + atv.buf.subarray(valueStart, atv.offset).toString('hex') : escapeRdnValue(text)}`);
+    }
+    rdns.push(parts.join('+'));
+  }
+  return rdns.reverse().join(',');
+}
+
+function decodeString(tag: number, b: Buffer): string | null {
+  switch (tag) {
+    case Tag.UTF8String:
+      return b.toString('utf8');
+    case Tag.PrintableString:
+    case Tag.IA5String:
+    case Tag.T61String:
+    case 0x1a: // VisibleString
+      return b.toString('latin1');
+    case Tag.BMPString: {
+      if (b.length % 2) return null;
+      const swapped = Buffer.from(b);
+      swapped.swap16();
+      return swapped.toString('utf16le');
+    }
+    case Tag.UniversalString: {
+      if (b.length % 4) return null;
+      let s = '';
+      for (let i = 0; i < b.length; i += 4) s += String.fromCodePoint(b.readUInt32BE(i));
+      return s;
+    }
+    default:
+      return null;
+  }
+}
+
+function escapeRdnValue(s: string): string {
+  let out = s.replace(/[\\",+;<>=]/g, (c) => '\\' + c).replace(/[\u0000]/g, '\\00');
+  if (out.startsWith(' ') || out.startsWith('#')) out = '\\' + out;
+  if (out.endsWith(' ') && out.length > 1) out = out.slice(0, -1) + '\\ ';
+  return out;
+}

@@ -1,0 +1,209 @@
+/**
+ * Reading CRL files without stalling the event loop.
+ *
+ * A file is read, unwrapped (DER, or PEM with one or many `X509 CRL` / `CRL` blocks), parsed
+ * (crl.ts) and hashed. Files of at least `inlineBelowBytes` (1 MiB) go to one shared
+ * `worker_threads` worker, which sends each ParsedCrl back as its two ArrayBuffers in the
+ * transferList (zero copy), so a 49 MB, million-entry CRL costs the main thread only the message
+ * hop. Measured (bench/crl.ts, docs/benchmarks.md): the main-thread stall stays a few ms, where a
+ * synchronous parse of the same file blocks for well over 50 ms. Smaller files parse inline: a
+ * worker round trip costs more than parsing them.
+ *
+ * The worker is created on first use, `unref()`ed while idle (it never keeps a process alive) and
+ * restarted after a crash; `closeCrlWorker()` ends it.
+ */
+import fs from 'node:fs';
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { pemBlocks } from './pem';
+import { CrlError, ParsedCrl, parseCrl, type CrlErrorCode, type CrlTransfer, type ParseCrlOptions } from './crl';
+
+/** One CRL of a file: parsed, or the reason it could not be. `index` counts CRLs in the file (0-based). */
+export type CrlFileItem =
+  | { ok: true; index: number; crl: ParsedCrl }
+  | { ok: false; index: number; code: CrlErrorCode; message: string };
+
+export interface CrlFileResult {
+  path: string;
+  /** The file vanished or could not be read (e.g. mid atomic swap): it is simply not there. */
+  readError?: string;
+  items: CrlFileItem[];
+}
+
+export interface LoadCrlFileOptions extends ParseCrlOptions {
+  /** Files smaller than this parse on the calling thread (default 1 MiB); `Infinity` = never use the worker. */
+  inlineBelowBytes?: number;
+}
+
+const WORKER_TAG = 'ca-proxy-crl-worker';
+
+/**
+ * The DER CRLs inside a file's bytes: PEM blocks labelled `X509 CRL` (RFC 7468 §9) or `CRL`, in
+ * order, other blocks (certificates in a bundle) ignored; otherwise the bytes themselves as DER.
+ * @throws CrlError `malformed` for PEM text without a CRL block or with broken base64
+ */
+export function decodeCrlFile(buf: Buffer, source = '<bytes>'): Buffer[] {
+  // DER always starts with a SEQUENCE tag; PEM text never does.
+  if (buf.length > 0 && buf[0] === 0x30) return [buf];
+  const text = buf.toString('latin1');
+  if (!text.includes('-----BEGIN ')) throw new CrlError('malformed', `${source}: neither DER nor PEM`);
+  let blocks;
+  try {
+    blocks = pemBlocks(text, undefined, source);
+  } catch (e) {
+    throw new CrlError('malformed', (e as Error).message, { cause: e });
+  }
+  const crls = blocks.filter((b) => b.label === 'X509 CRL' || b.label === 'CRL').map((b) => b.der);
+  if (crls.length === 0) throw new CrlError('malformed', `${source}: no PEM X509 CRL block`);
+  return crls;
+}
+
+/** Parse every CRL in `buf` (synchronously), each item independently. */
+export function parseCrlBytes(buf: Buffer, source: string, opts: ParseCrlOptions = {}): CrlFileItem[] {
+  let ders: Buffer[];
+  try {
+    ders = decodeCrlFile(buf, source);
+  } catch (e) {
+    return [errorItem(0, e)];
+  }
+  return ders.map((der, index) => {
+    try {
+      const crl = parseCrl(der, opts);
+      void crl.sha256; // hash here, on the parsing thread
+      return { ok: true as const, index, crl };
+    } catch (e) {
+      return errorItem(index, e);
+    }
+  });
+}
+
+function errorItem(index: number, e: unknown): CrlFileItem {
+  if (e instanceof CrlError) return { ok: false, index, code: e.code, message: e.message };
+  return { ok: false, index, code: 'malformed', message: (e as Error).message ?? String(e) };
+}
+
+function readSync(file: string, maxBytes: number): { buf?: Buffer; readError?: string; tooLarge?: number } {
+  try {
+    const st = fs.statSync(file);
+    if (st.size > maxBytes) return { tooLarge: st.size };
+    return { buf: fs.readFileSync(file) };
+  } catch (e) {
+    return { readError: (e as NodeJS.ErrnoException).code ?? (e as Error).message };
+  }
+}
+
+function loadSync(file: string, opts: ParseCrlOptions): CrlFileResult {
+  // A PEM file is ~4/3 of its DER: allow for that before refusing on size.
+  const limit = Math.ceil(((opts.maxBytes ?? 256 * 1024 * 1024) * 4) / 3) + 4096;
+  const r = readSync(file, limit);
+  if (r.readError !== undefined) return { path: file, readError: r.readError, items: [] };
+  if (r.tooLarge !== undefined) return { path: file, items: [{ ok: false, index: 0, code: 'too_large', message: `${file} is ${r.tooLarge} bytes` }] };
+  return { path: file, items: parseCrlBytes(r.buf!, file, opts) };
+}
+
+/**
+ * Read and parse one CRL file, off the main thread when it is large.
+ * Never rejects for bad input: problems are items with a code, or `readError`.
+ */
+export async function loadCrlFile(file: string, opts: LoadCrlFileOptions = {}): Promise<CrlFileResult> {
+  const inlineBelow = opts.inlineBelowBytes ?? 1024 * 1024;
+  let size = 0;
+  try {
+    size = (await fs.promises.stat(file)).size;
+  } catch (e) {
+    return { path: file, readError: (e as NodeJS.ErrnoException).code ?? String(e), items: [] };
+  }
+  const { inlineBelowBytes: _ignored, ...parseOpts } = opts;
+  if (size < inlineBelow) return loadSync(file, parseOpts);
+  return workerClient().load(file, parseOpts);
+}
+
+// ---- worker plumbing -----------------------------------------------------------------------
+
+type WireItem = { ok: true; index: number; crl: CrlTransfer } | { ok: false; index: number; code: CrlErrorCode; message: string };
+interface Request {
+  id: number;
+  file: string;
+  opts: ParseCrlOptions;
+}
+interface Response {
+  id: number;
+  readError?: string;
+  items: WireItem[];
+}
+
+class WorkerClient {
+  private worker: Worker | null = null;
+  private nextId = 1;
+  private pending = new Map<number, { file: string; resolve: (r: CrlFileResult) => void }>();
+
+  load(file: string, opts: ParseCrlOptions): Promise<CrlFileResult> {
+    const w = this.ensure();
+    const id = this.nextId++;
+    return new Promise((resolve) => {
+      this.pending.set(id, { file, resolve });
+      w.ref();
+      w.postMessage({ id, file, opts } satisfies Request);
+    });
+  }
+
+  private ensure(): Worker {
+    if (this.worker) return this.worker;
+    const w = new Worker(__filename, { workerData: { tag: WORKER_TAG } });
+    w.on('message', (m: Response) => {
+      const p = this.pending.get(m.id);
+      if (!p) return;
+      this.pending.delete(m.id);
+      if (this.pending.size === 0) w.unref();
+      p.resolve({
+        path: p.file,
+        readError: m.readError,
+        items: m.items.map((it) => (it.ok ? { ok: true, index: it.index, crl: ParsedCrl.fromTransfer(it.crl) } : it)),
+      });
+    });
+    const fail = (why: string): void => {
+      if (this.worker === w) this.worker = null;
+      for (const [id, p] of this.pending) {
+        this.pending.delete(id);
+        p.resolve({ path: p.file, items: [{ ok: false, index: 0, code: 'malformed', message: `CRL worker failed: ${why}` }] });
+      }
+    };
+    w.on('error', (e) => fail(e.message));
+    w.on('exit', (code) => fail(`exited with code ${code}`));
+    w.unref();
+    this.worker = w;
+    return w;
+  }
+
+  async close(): Promise<void> {
+    const w = this.worker;
+    this.worker = null;
+    if (w) await w.terminate();
+  }
+}
+
+let client: WorkerClient | null = null;
+function workerClient(): WorkerClient {
+  client ??= new WorkerClient();
+  return client;
+}
+
+/** End the shared worker (tests, shutdown). A later load starts a new one. */
+export async function closeCrlWorker(): Promise<void> {
+  await client?.close();
+}
+
+// Worker side: the same module, started with workerData.tag.
+if (!isMainThread && (workerData as { tag?: string } | null)?.tag === WORKER_TAG && parentPort) {
+  const port = parentPort;
+  port.on('message', (req: Request) => {
+    const res = loadSync(req.file, req.opts);
+    const transferList: ArrayBuffer[] = [];
+    const items: WireItem[] = res.items.map((it) => {
+      if (!it.ok) return it;
+      const t = it.crl.toTransfer();
+      transferList.push(...t.transferList);
+      return { ok: true, index: it.index, crl: t.msg };
+    });
+    port.postMessage({ id: req.id, readError: res.readError, items } satisfies Response, transferList);
+  });
+}

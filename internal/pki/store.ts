@@ -1,0 +1,432 @@
+/**
+ * RevocationStore: the set of accepted CRLs that every revocation check reads (RFC 5280 §6.3).
+ *
+ * Loading validates every CRL (structure, signature by a trusted CRL signer, thisUpdate ≤ now +
+ * skew, no unsupported critical extension, no delta CRL, no cRLNumber rollback) and then swaps
+ * the whole new set in with one reference assignment, so a check sees either the old set or the
+ * new one, never a mix. A refused CRL never replaces a good one.
+ *
+ * What a reload keeps (decided here, documented in one place):
+ * - A *scope* is the CRL issuer Name plus its issuingDistributionPoint (RFC 5280 §5.2.5). Per
+ *   scope the store holds one CRL: the accepted one with the highest cRLNumber (latest thisUpdate
+ *   when there is no cRLNumber). Other CRLs of the same scope in the same load are reported as
+ *   refused with code `rollback` ("superseded").
+ * - A CRL whose cRLNumber (or thisUpdate) is lower than the highest ever accepted for its scope
+ *   is refused as `rollback`. That high-water mark outlives the CRL itself, so deleting a CRL and
+ *   putting an older one back is still a rollback.
+ * - When a scope's new CRL is refused, the last good CRL stays as long as the file it came from
+ *   is still among the loaded paths (whatever that file now holds).
+ * - A scope whose file is gone from disk (deleted, or dropped from a ConfigMap) is dropped: its
+ *   certificates turn `unknown`. The paths given to `loadPaths`/`watch` are the whole truth.
+ * - An accepted CRL past nextUpdate + skew is kept: it answers `stale` (revoked entries still
+ *   answer `revoked`), and the load report lists it under `stale`.
+ *
+ * Files: each path is a file or a folder; a folder's regular files (symlinks followed; names
+ * starting with "." skipped, so a Kubernetes ConfigMap volume's `..data` machinery is not read
+ * twice) are loaded in name order. A file holds DER or PEM with one or many X509 CRL blocks.
+ *
+ * Events: `'reload'` with a `LoadReport` after every load.
+ */
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { X509Certificate } from 'node:crypto';
+import { X509Certificate as X509 } from 'node:crypto';
+import { certInfo, formatName, nameKey, type CertInfo } from './certinfo';
+import { CrlError, crlTimeStatus, verifyCrlSignature, type CrlErrorCode, type ParsedCrl } from './crl';
+import { loadCrlFile } from './crl-worker';
+import type { CrlInfo, RevocationResult } from './types';
+
+export interface RevocationStoreOptions {
+  /** Trust anchors and CRL signers: a CRL is accepted only when one of these signed it. */
+  trust: X509Certificate[];
+  /** Allowed clock difference for thisUpdate / nextUpdate, ms (default 300 000). */
+  clockSkewMs?: number;
+  /** The clock (tests move it). */
+  now?: () => Date;
+  /** Largest CRL accepted, bytes of DER (default 256 MiB): larger is refused `too_large`. */
+  maxCrlBytes?: number;
+  /** Files below this size parse on the main thread (default 1 MiB; see crl-worker.ts). */
+  inlineBelowBytes?: number;
+}
+
+export interface Refusal {
+  /** File path, with `#n` for the n-th CRL of a PEM bundle holding several. */
+  source: string;
+  code: CrlErrorCode;
+  message: string;
+}
+
+/** What one load did. Also the payload of the `'reload'` event. */
+export interface LoadReport {
+  /** CRLs accepted by this load (now active). */
+  accepted: CrlInfo[];
+  refused: Refusal[];
+  /** Accepted CRLs already past nextUpdate + skew (they answer `stale`). */
+  stale: CrlInfo[];
+}
+
+export interface WatchOptions {
+  /** Wait this long after the last change before reloading (default 250 ms). */
+  debounceMs?: number;
+  /** Stat-polling period, the fallback for missed fs.watch events (default 1000 ms). */
+  pollMs?: number;
+}
+
+interface ActiveCrl {
+  info: CrlInfo;
+  crl: ParsedCrl;
+  scope: string;
+  issuerKey: string;
+  /** The file it came from (without `#n`). */
+  file: string;
+  onlyUser: boolean;
+  onlyCa: boolean;
+  onlyAttr: boolean;
+  onlySomeReasons: boolean;
+}
+
+interface State {
+  byIssuer: Map<string, ActiveCrl[]>;
+  byScope: Map<string, ActiveCrl>;
+}
+
+const EMPTY: State = { byIssuer: new Map(), byScope: new Map() };
+
+export class RevocationStore extends EventEmitter {
+  private state: State = EMPTY;
+  private readonly trust: X509Certificate[];
+  private readonly skewMs: number;
+  private readonly now: () => Date;
+  private readonly maxCrlBytes: number;
+  private readonly inlineBelowBytes: number | undefined;
+  /** Highest (cRLNumber, thisUpdate) ever accepted per scope: the rollback guard. */
+  private readonly highWater = new Map<string, { crlNumber: bigint | null; thisUpdate: number }>();
+  private chain: Promise<unknown> = Promise.resolve();
+  private watchers: (() => void)[] = [];
+
+  constructor(opts: RevocationStoreOptions) {
+    super();
+    this.trust = [...opts.trust];
+    this.skewMs = opts.clockSkewMs ?? 300_000;
+    this.now = opts.now ?? (() => new Date());
+    this.maxCrlBytes = opts.maxCrlBytes ?? 256 * 1024 * 1024;
+    this.inlineBelowBytes = opts.inlineBelowBytes;
+  }
+
+  /** True once at least one CRL is active. */
+  get ready(): boolean {
+    return this.state.byScope.size > 0;
+  }
+
+  /** The active CRLs. */
+  snapshot(): CrlInfo[] {
+    return [...this.state.byScope.values()].map((a) => a.info);
+  }
+
+  /**
+   * Load files and folders, validate every CRL, swap the new set in and emit `'reload'`.
+   * Loads are serialised: a call made during another load runs after it. Never rejects for bad
+   * CRLs (they are in `refused`).
+   */
+  loadPaths(paths: string[]): Promise<LoadReport> {
+    const run = this.chain.then(() => this.load(paths));
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  private async load(paths: string[]): Promise<LoadReport> {
+    const refused: Refusal[] = [];
+    const files = await listFiles(paths, refused);
+    const present = new Set<string>();
+    const candidates: ActiveCrl[] = [];
+    const now = this.now();
+
+    for (const file of files) {
+      const res = await loadCrlFile(file, { maxBytes: this.maxCrlBytes, inlineBelowBytes: this.inlineBelowBytes });
+      if (res.readError !== undefined) continue; // vanished between listing and reading
+      present.add(file);
+      const many = res.items.length > 1;
+      for (const it of res.items) {
+        const source = many ? `${file}#${it.index}` : file;
+        if (!it.ok) {
+          refused.push({ source, code: it.code, message: it.message });
+          continue;
+        }
+        try {
+          candidates.push(await this.validate(it.crl, source, file, now));
+        } catch (e) {
+          if (!(e instanceof CrlError)) throw e;
+          refused.push({ source, code: e.code, message: e.message });
+        }
+      }
+    }
+
+    // One CRL per scope: the newest of this load.
+    const best = new Map<string, ActiveCrl>();
+    for (const c of candidates) {
+      const prev = best.get(c.scope);
+      if (!prev) best.set(c.scope, c);
+      else {
+        const [win, lose] = newer(c, prev) ? [c, prev] : [prev, c];
+        best.set(c.scope, win);
+        refused.push({ source: lose.info.source, code: 'rollback', message: `superseded by ${win.info.source} (cRLNumber ${win.info.cRLNumber ?? 'none'})` });
+      }
+    }
+
+    const old = this.state;
+    const byScope = new Map<string, ActiveCrl>();
+    const accepted: CrlInfo[] = [];
+    const stale: CrlInfo[] = [];
+    for (const [scope, c] of best) {
+      const hw = this.highWater.get(scope);
+      if (hw && isLower(c, hw)) {
+        refused.push({
+          source: c.info.source,
+          code: 'rollback',
+          message: `cRLNumber ${c.info.cRLNumber ?? 'none'} / thisUpdate ${c.info.thisUpdate.toISOString()} is older than the accepted ${hw.crlNumber ?? 'none'} / ${new Date(hw.thisUpdate).toISOString()}`,
+        });
+        continue;
+      }
+      byScope.set(scope, c);
+      accepted.push(c.info);
+      if (crlTimeStatus(c.crl, now, this.skewMs) === 'expired') stale.push(c.info);
+    }
+    // Keep the last good CRL of every scope without a new accepted one, while its file is there.
+    for (const [scope, a] of old.byScope) {
+      if (!byScope.has(scope) && present.has(a.file)) byScope.set(scope, a);
+    }
+    for (const c of byScope.values()) {
+      const hw = this.highWater.get(c.scope);
+      if (!hw || !isLower(c, hw)) this.highWater.set(c.scope, { crlNumber: c.crl.crlNumber, thisUpdate: c.crl.thisUpdate.getTime() });
+    }
+    const byIssuer = new Map<string, ActiveCrl[]>();
+    for (const c of byScope.values()) {
+      const list = byIssuer.get(c.issuerKey);
+      if (list) list.push(c);
+      else byIssuer.set(c.issuerKey, [c]);
+    }
+    this.state = { byIssuer, byScope }; // the atomic swap
+
+    const report: LoadReport = { accepted, refused, stale };
+    this.emit('reload', report);
+    return report;
+  }
+
+  /** Checks of one parsed CRL that do not depend on other CRLs. @throws CrlError */
+  private async validate(crl: ParsedCrl, source: string, file: string, now: Date): Promise<ActiveCrl> {
+    if (crl.deltaCrlIndicator !== null) {
+      throw new CrlError('unsupported_critical_extension', 'delta CRLs (deltaCRLIndicator, RFC 5280 §5.2.4) are not supported');
+    }
+    await verifyCrlSignature(crl, this.trust);
+    if (crlTimeStatus(crl, now, this.skewMs) === 'not_yet_valid') {
+      throw new CrlError('not_yet_valid', `thisUpdate ${crl.thisUpdate.toISOString()} is after now (${now.toISOString()}) + ${this.skewMs} ms`);
+    }
+    let issuer: string;
+    try {
+      issuer = formatName(crl.issuerDer);
+    } catch {
+      issuer = `#${crl.issuerDer.toString('hex')}`;
+    }
+    const idp = crl.issuingDistributionPoint;
+    const issuerKey = nameKey(crl.issuerDer);
+    return {
+      info: {
+        issuer,
+        cRLNumber: crl.crlNumber === null ? null : crl.crlNumber.toString(),
+        thisUpdate: crl.thisUpdate,
+        nextUpdate: crl.nextUpdate,
+        entries: crl.entryCount,
+        sha256: crl.sha256,
+        source,
+      },
+      crl,
+      issuerKey,
+      scope: `${issuerKey}|${idp ? idp.raw.toString('hex') : ''}`,
+      file,
+      onlyUser: idp?.onlyContainsUserCerts ?? false,
+      onlyCa: idp?.onlyContainsCACerts ?? false,
+      onlyAttr: idp?.onlyContainsAttributeCerts ?? false,
+      onlySomeReasons: idp?.onlySomeReasons ?? false,
+    };
+  }
+
+  /**
+   * Revocation status of `cert`, issued by `issuer` (RFC 5280 §6.3.3, complete CRLs only).
+   * `revoked` when any active CRL of the issuer lists the serial (even a stale one); else `good`
+   * from a current CRL that covers the certificate; else `stale` from an expired one; else
+   * `unknown`. Coverage uses the issuingDistributionPoint flags (user/CA/attribute certs only;
+   * a CRL with onlySomeReasons can say revoked, never good); distribution point names and
+   * indirect CRLs are not evaluated yet. O(1) per CRL of the issuer.
+   */
+  check(cert: CertInfo, issuer: CertInfo | X509Certificate): RevocationResult {
+    const iss = issuer instanceof X509 ? certInfo(issuer) : (issuer as CertInfo);
+    const key = nameKey(cert.issuerDer);
+    if (key !== nameKey(iss.subjectDer)) return { status: 'unknown' };
+    const list = this.state.byIssuer.get(key);
+    if (!list) return { status: 'unknown' };
+    const now = this.now();
+    let current: ActiveCrl | null = null;
+    let stale: ActiveCrl | null = null;
+    for (const a of list) {
+      if ((a.onlyUser && cert.isCa) || (a.onlyCa && !cert.isCa) || a.onlyAttr) continue;
+      const e = a.crl.lookup(cert.serial);
+      // removeFromCRL only means something in a delta CRL (§5.3.1); in a complete CRL it is not a revocation.
+      if (e && e.reason !== 'removeFromCRL') return { status: 'revoked', crl: a.info, reason: e.reason, revocationDate: e.revocationDate };
+      if (a.onlySomeReasons) continue;
+      if (crlTimeStatus(a.crl, now, this.skewMs) === 'expired') stale ??= a;
+      else current ??= a;
+    }
+    if (current) return { status: 'good', crl: current.info };
+    if (stale) return { status: 'stale', crl: stale.info };
+    return { status: 'unknown' };
+  }
+
+  /**
+   * Reload `paths` when they change: fs.watch on every path (file or folder) plus a stat poll
+   * every `pollMs` (atomic renames and ConfigMap `..data` symlink swaps that fs.watch misses),
+   * debounced by `debounceMs`. Timers are unref'd. Returns a function that stops this watch;
+   * `close()` stops all.
+   */
+  watch(paths: string[], opts: WatchOptions = {}): () => void {
+    const debounceMs = opts.debounceMs ?? 250;
+    const pollMs = opts.pollMs ?? 1000;
+    let timer: NodeJS.Timeout | null = null;
+    let stopped = false;
+    let lastPrint: string | null = null;
+    const fsWatchers = new Map<string, fs.FSWatcher>();
+
+    const schedule = (): void => {
+      if (stopped) return;
+      if (timer) clearTimeout(timer);
+      timer = setTimeout(() => {
+        timer = null;
+        void (async () => {
+          lastPrint = await fingerprint(paths);
+          if (!stopped) await this.loadPaths(paths).catch(() => undefined);
+        })();
+      }, debounceMs);
+      timer.unref();
+    };
+    const arm = (): void => {
+      for (const p of paths) {
+        if (fsWatchers.has(p)) continue;
+        try {
+          const w = fs.watch(p, { persistent: false }, schedule);
+          w.on('error', () => {
+            w.close();
+            fsWatchers.delete(p);
+          });
+          fsWatchers.set(p, w);
+        } catch {
+          // Missing for now: the poll notices when it appears.
+        }
+      }
+    };
+    arm();
+    void fingerprint(paths).then((f) => (lastPrint ??= f));
+    let polling = false;
+    const poll = setInterval(() => {
+      if (polling) return;
+      polling = true;
+      void fingerprint(paths)
+        .then((f) => {
+          arm();
+          if (lastPrint !== null && f !== lastPrint) {
+            lastPrint = f;
+            schedule();
+          }
+          lastPrint ??= f;
+        })
+        .finally(() => (polling = false));
+    }, pollMs);
+    poll.unref();
+
+    const stop = (): void => {
+      stopped = true;
+      clearInterval(poll);
+      if (timer) clearTimeout(timer);
+      for (const w of fsWatchers.values()) w.close();
+      fsWatchers.clear();
+      this.watchers = this.watchers.filter((s) => s !== stop);
+    };
+    this.watchers.push(stop);
+    return stop;
+  }
+
+  /** Stop every watch. The active CRLs stay. */
+  close(): void {
+    for (const stop of [...this.watchers]) stop();
+  }
+}
+
+function newer(a: ActiveCrl, b: ActiveCrl): boolean {
+  const na = a.crl.crlNumber;
+  const nb = b.crl.crlNumber;
+  if (na !== null && nb !== null && na !== nb) return na > nb;
+  return a.crl.thisUpdate.getTime() > b.crl.thisUpdate.getTime();
+}
+
+function isLower(c: ActiveCrl, hw: { crlNumber: bigint | null; thisUpdate: number }): boolean {
+  const n = c.crl.crlNumber;
+  if (n !== null && hw.crlNumber !== null) return n < hw.crlNumber;
+  return c.crl.thisUpdate.getTime() < hw.thisUpdate;
+}
+
+/** The regular files named by `paths` (folders expanded one level, dot-names skipped), sorted. */
+async function listFiles(paths: string[], refused: Refusal[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const p of paths) {
+    let st: fs.Stats;
+    try {
+      st = await fs.promises.stat(p);
+    } catch (e) {
+      refused.push({ source: p, code: 'malformed', message: `cannot read ${p}: ${(e as NodeJS.ErrnoException).code ?? String(e)}` });
+      continue;
+    }
+    if (st.isFile()) {
+      out.push(p);
+      continue;
+    }
+    if (!st.isDirectory()) continue;
+    let names: string[];
+    try {
+      names = (await fs.promises.readdir(p)).filter((n) => !n.startsWith('.')).sort();
+    } catch {
+      continue;
+    }
+    for (const n of names) {
+      const f = path.join(p, n);
+      try {
+        if ((await fs.promises.stat(f)).isFile()) out.push(f);
+      } catch {
+        // dangling symlink mid-swap: not there
+      }
+    }
+  }
+  return [...new Set(out)];
+}
+
+/** A string that changes when any watched file changes (identity, size, mtime), symlinks followed. */
+async function fingerprint(paths: string[]): Promise<string> {
+  const parts: string[] = [];
+  const statOf = async (f: string): Promise<string> => {
+    try {
+      const s = await fs.promises.stat(f);
+      return `${f}:${s.ino}:${s.size}:${s.mtimeMs}:${s.isDirectory() ? 'd' : 'f'}`;
+    } catch {
+      return `${f}:-`;
+    }
+  };
+  for (const p of paths) {
+    parts.push(await statOf(p));
+    let names: string[] = [];
+    try {
+      names = (await fs.promises.readdir(p)).filter((n) => !n.startsWith('.')).sort();
+    } catch {
+      continue;
+    }
+    for (const n of names) parts.push(await statOf(path.join(p, n)));
+  }
+  return parts.join('\n');
+}
