@@ -214,6 +214,7 @@ async function crlStaleness(ctx: Ctx, file: string, ca: Pair, revoked: Pair): Pr
     const previous = crlNumberOf(crl);
     if (!(await crl.verify({ publicKey: ca.cert.publicKey }))) return { why: 'signature does not verify', previous };
     if (ctx.now.getTime() - crl.thisUpdate.getTime() > CRL_MAX_AGE_MS) return { why: 'older than a day', previous };
+    if (crl.thisUpdate.getTime() - ctx.now.getTime() > BACKDATE_MS) return { why: 'thisUpdate in the future', previous };
     if (!crl.nextUpdate || crl.nextUpdate.getTime() <= ctx.now.getTime()) return { why: 'past nextUpdate', previous };
     if (!crl.findRevoked(revoked.cert.serialNumber)) return { why: 'does not list demo-revoked', previous };
     return { why: '', previous };

@@ -96,7 +96,11 @@ function issued(child: X509Certificate, issuer: X509Certificate): boolean {
   }
 }
 
-/** Anchors by subject (Node's canonical one-line form), so a lookup is not a scan of ~150 roots. */
+/**
+ * Anchors by subject, so a lookup is not a scan of ~150 roots. Built once per anchors array
+ * (kept in a WeakMap): callers pass the same, unmodified array for every connection and a new
+ * array when the trust bundle changes.
+ */
 interface AnchorIndex {
   bySubject: Map<string, X509Certificate[]>;
   byFingerprint: Map<string, X509Certificate>;
@@ -108,19 +112,27 @@ function indexAnchors(anchors: X509Certificate[]): AnchorIndex {
   if (index && index.byFingerprint.size === anchors.length) return index;
   index = { bySubject: new Map(), byFingerprint: new Map() };
   for (const a of anchors) {
-    const list = index.bySubject.get(a.subject) ?? [];
+    const key = nameLookupKey(a.subject);
+    const list = index.bySubject.get(key) ?? [];
     list.push(a);
-    index.bySubject.set(a.subject, list);
+    index.bySubject.set(key, list);
     index.byFingerprint.set(a.fingerprint256, a);
   }
   anchorIndexes.set(anchors, index);
   return index;
 }
 
-function anchorCandidates(child: X509Certificate, anchors: X509Certificate[], index: AnchorIndex): X509Certificate[] {
-  const hit = index.bySubject.get(child.issuer);
-  // Names that differ only in case or string type print differently; fall back to a scan.
-  return hit ?? anchors.filter((a) => child.checkIssued(a));
+/**
+ * Lookup key of a Name in Node's printed form. The printout already hides the string type
+ * (PrintableString vs UTF8String); folding case and whitespace approximates the rest of RFC 5280
+ * §7.1 / RFC 4518 matching. It only selects candidates: `checkIssued` and the signature decide.
+ */
+function nameLookupKey(printed: string): string {
+  return printed.toLowerCase().replace(/\s+/g, ' ').trim();
+}
+
+function anchorCandidates(child: X509Certificate, index: AnchorIndex): X509Certificate[] {
+  return index.bySubject.get(nameLookupKey(child.issuer)) ?? [];
 }
 
 interface Candidate {
@@ -205,7 +217,7 @@ export function verifyServerChain(chainDer: Buffer[], opts: VerifyServerChainOpt
       untrustedDetail = `no trust anchor within ${MAX_PATH_LENGTH} certificates`;
       return false;
     }
-    for (const a of anchorCandidates(top.x509, opts.anchors, index)) {
+    for (const a of anchorCandidates(top.x509, index)) {
       if (budget-- <= 0) return false;
       if (!a.ca) continue;
       if (issued(top.x509, a) && consider({ path, anchor: a })) return true;

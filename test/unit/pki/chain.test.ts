@@ -8,6 +8,7 @@ import { Reason } from '../../../internal/engine/reasons';
 import { verifyServerChain, MAX_PATH_LENGTH, type RevocationChecker } from '../../../internal/pki/chain';
 import { certInfo, type CertInfo } from '../../../internal/pki/certinfo';
 import type { CrlInfo, RevocationResult } from '../../../internal/pki/types';
+import { RevocationStore } from '../../../internal/pki/store';
 import { makePki, type LeafHandle, type Pki } from '../../support/pki';
 
 const CRL: CrlInfo = { issuer: 'test', cRLNumber: '1', thisUpdate: new Date(0), nextUpdate: null, entries: 0, sha256: '', source: 'fake' };
@@ -285,5 +286,78 @@ describe('verifyServerChain', () => {
       assert.equal(calls.length, 0);
       assert.equal(r.revocation.status, 'not_checked');
     });
+  });
+});
+
+describe('verifyServerChain with the real RevocationStore and CRLs made by openssl ca', () => {
+  let pki: Pki;
+  let good: LeafHandle;
+  let revokedLeaf: LeafHandle;
+  let underRevokedCa: LeafHandle;
+  let inter2Der: Buffer;
+  let crlRoot: string;
+  let crlInter: string;
+  let crlInter2: string;
+  const base = () => ({ anchors: [pki.root.x509], hostname: null, now: new Date(), leafOnly: false });
+
+  before(() => {
+    pki = makePki({ keyType: 'ec' });
+    good = pki.issueLeaf('good', { san: ['DNS:good.test'] });
+    revokedLeaf = pki.issueLeaf('revoked', { san: ['DNS:revoked.test'] });
+    const inter2 = pki.addCa('inter2', { issuer: 'root' });
+    inter2Der = inter2.certDer;
+    underRevokedCa = pki.issueLeaf('under-revoked-ca', { issuer: 'inter2', san: ['DNS:x.test'] });
+    pki.revoke('intermediate', revokedLeaf.certPath, 'keyCompromise');
+    pki.revoke('root', inter2.certPath, 'cACompromise');
+    crlInter = pki.crl('intermediate');
+    crlRoot = pki.crl('root');
+    crlInter2 = pki.crl('inter2');
+  });
+  after(() => pki.cleanup());
+
+  async function store(paths: string[]): Promise<RevocationStore> {
+    const s = new RevocationStore({ trust: [pki.root.x509, pki.intermediate.x509, pki.cas.get('inter2')!.x509] });
+    const report = await s.loadPaths(paths);
+    assert.deepEqual(report.refused, [], JSON.stringify(report.refused));
+    return s;
+  }
+
+  test('good leaf, revoked leaf (keyCompromise)', async () => {
+    const s = await store([crlRoot, crlInter, crlInter2]);
+    const ok = verifyServerChain([good.certDer, pki.intermediate.certDer], { ...base(), revocation: s });
+    assert.equal(ok.reason, Reason.ok, ok.detail);
+    assert.equal(ok.revocation.status, 'good');
+    const r = verifyServerChain([revokedLeaf.certDer, pki.intermediate.certDer], { ...base(), revocation: s });
+    assert.equal(r.reason, Reason.certificateRevoked);
+    assert.equal(r.revocation.serial, normSerial(revokedLeaf.serialHex));
+    assert.ok(r.revocation.result?.status === 'revoked');
+    assert.equal(r.revocation.result.reason, 'keyCompromise');
+  });
+
+  test('revoked intermediate (cACompromise on the root CRL), ignored when leafOnly', async () => {
+    const s = await store([crlRoot, crlInter, crlInter2]);
+    const chain = [underRevokedCa.certDer, inter2Der];
+    const r = verifyServerChain(chain, { ...base(), revocation: s });
+    assert.equal(r.reason, Reason.certificateRevoked);
+    assert.equal(r.revocation.serial, certInfo(inter2Der).serial.toString('hex'));
+    assert.ok(r.revocation.result?.status === 'revoked' && r.revocation.result.reason === 'cACompromise');
+    assert.equal(verifyServerChain(chain, { ...base(), revocation: s, leafOnly: true }).reason, Reason.ok);
+  });
+
+  test('no CRL for the root: the intermediate is unknown; leafOnly does not look', async () => {
+    const s = await store([crlInter]);
+    const r = verifyServerChain([good.certDer, pki.intermediate.certDer], { ...base(), revocation: s });
+    assert.equal(r.reason, Reason.revocationUnknown);
+    assert.equal(r.revocation.serial, certInfo(pki.intermediate.certDer).serial.toString('hex'));
+    assert.equal(verifyServerChain([good.certDer, pki.intermediate.certDer], { ...base(), revocation: s, leafOnly: true }).reason, Reason.ok);
+  });
+
+  test('a CRL past nextUpdate answers stale; a revoked entry on it still wins', async () => {
+    const old = pki.crl('intermediate', { thisUpdate: new Date(Date.now() - 3 * 86400_000), nextUpdate: new Date(Date.now() - 86400_000), crlNumber: 50 });
+    const s = await store([crlRoot, old]);
+    const r = verifyServerChain([good.certDer, pki.intermediate.certDer], { ...base(), revocation: s });
+    assert.equal(r.reason, Reason.revocationStale);
+    assert.equal(r.revocation.serial, normSerial(good.serialHex));
+    assert.equal(verifyServerChain([revokedLeaf.certDer, pki.intermediate.certDer], { ...base(), revocation: s }).reason, Reason.certificateRevoked);
   });
 });
