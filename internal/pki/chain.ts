@@ -264,9 +264,14 @@ export function verifyServerChain(chainDer: Buffer[], opts: VerifyServerChainOpt
   if (opts.hostname !== undefined && opts.hostname !== null && opts.hostname !== '') {
     let host = opts.hostname.trim();
     if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
-    const matched = net.isIP(host) !== 0
-      ? leaf.x509.checkIP(host)
-      : leaf.x509.checkHost(host.replace(/\.$/, '').toLowerCase(), { partialWildcards: false });
+    let matched: string | undefined;
+    try {
+      matched = net.isIP(host) !== 0
+        ? leaf.x509.checkIP(host)
+        : leaf.x509.checkHost(host.replace(/\.$/, '').toLowerCase(), { partialWildcards: false });
+    } catch {
+      matched = undefined; // Node refuses names with NUL bytes and the like: they match nothing
+    }
     if (matched === undefined) {
       return fail(Reason.hostnameMismatch, `leaf ${dn(leaf.x509)} (${leaf.x509.subjectAltName ?? 'no subjectAltName'}) does not match ${opts.hostname}`, path, anchor);
     }

@@ -80,6 +80,15 @@ describe('verifyServerChain', () => {
     assert.equal(r.path.length, 1);
   });
 
+  test('a server certificate that is itself a trust anchor (pinned) is trusted with an empty path', () => {
+    const r = verifyServerChain([leaf.certDer], { ...opts(), anchors: [pki.root.x509, leaf.x509], revocation: fakeRevocation({}).checker });
+    assert.equal(r.reason, Reason.ok, r.detail);
+    assert.deepEqual(r.path, []);
+    assert.equal(r.anchor, leaf.x509);
+    assert.equal(r.revocation.status, 'not_checked');
+    assert.equal(verifyServerChain([leaf.certDer], { ...opts(), anchors: [leaf.x509], hostname: 'x\u0000.srv.test' }).reason, Reason.hostnameMismatch);
+  });
+
   test('a missing intermediate is untrusted (no AIA fetching)', () => {
     const r = verifyServerChain([leaf.certDer], opts());
     assert.equal(r.reason, Reason.untrustedServer);
