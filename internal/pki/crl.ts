@@ -242,10 +242,12 @@ export class ParsedCrl {
 
   /** Plain data + the ArrayBuffers to move to another thread (zero-copy with a transferList). */
   toTransfer(): { msg: CrlTransfer; transferList: ArrayBuffer[] } {
-    let der = this.der;
+    let ab = this.der.buffer as ArrayBuffer;
     // Only an ArrayBuffer owned by this Buffer alone may be transferred (small Buffers share a pool).
-    if (der.byteOffset !== 0 || der.buffer.byteLength !== der.length) der = Buffer.from(der);
-    const ab = der.buffer as ArrayBuffer;
+    if (this.der.byteOffset !== 0 || ab.byteLength !== this.der.length) {
+      ab = new ArrayBuffer(this.der.length);
+      new Uint8Array(ab).set(this.der);
+    }
     const tab = this.table.buffer as ArrayBuffer;
     return { msg: { der: ab, fields: this.f, table: tab }, transferList: [ab, tab] };
   }
