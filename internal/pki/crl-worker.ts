@@ -2,7 +2,7 @@
  * Reading CRL files without stalling the event loop.
  *
  * A file is read, unwrapped (DER, or PEM with one or many `X509 CRL` / `CRL` blocks), parsed
- * (crl.ts) and hashed. Files of at least `inlineBelowBytes` (1 MiB) go to one shared
+ * (crl.ts), hashed and, given trust certificates, signature-checked. Files of at least `inlineBelowBytes` (1 MiB) go to one shared
  * `worker_threads` worker, which sends each ParsedCrl back as its two ArrayBuffers in the
  * transferList (zero copy), so a 49 MB, million-entry CRL costs the main thread only the message
  * hop. Measured (bench/crl.ts, docs/benchmarks.md): the main-thread stall stays a few ms, where a
@@ -15,11 +15,16 @@
 import fs from 'node:fs';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { pemBlocks } from './pem';
-import { CrlError, ParsedCrl, parseCrl, type CrlErrorCode, type CrlTransfer, type ParseCrlOptions } from './crl';
+import { X509Certificate } from 'node:crypto';
+import { CrlError, ParsedCrl, parseCrl, verifyCrlSignatureSync, type CrlErrorCode, type CrlTransfer, type ParseCrlOptions } from './crl';
 
-/** One CRL of a file: parsed, or the reason it could not be. `index` counts CRLs in the file (0-based). */
+/**
+ * One CRL of a file: parsed (and, when `trust` was given, signature-verified: `signer` is the
+ * certificate whose key verified it), or the reason it could not be. `index` counts CRLs in the
+ * file (0-based).
+ */
 export type CrlFileItem =
-  | { ok: true; index: number; crl: ParsedCrl }
+  | { ok: true; index: number; crl: ParsedCrl; signer?: X509Certificate }
   | { ok: false; index: number; code: CrlErrorCode; message: string };
 
 export interface CrlFileResult {
@@ -32,6 +37,12 @@ export interface CrlFileResult {
 export interface LoadCrlFileOptions extends ParseCrlOptions {
   /** Files smaller than this parse on the calling thread (default 1 MiB); `Infinity` = never use the worker. */
   inlineBelowBytes?: number;
+  /**
+   * Verify each CRL's signature with these issuer candidates on the parsing thread (crl.ts
+   * `verifyCrlSignatureSync`). Doing it in the worker matters: node:crypto's async verify still
+   * copies a 49 MB tbsCertList on the main thread (a 20–30 ms stall, measured).
+   */
+  trust?: readonly X509Certificate[];
 }
 
 const WORKER_TAG = 'ca-proxy-crl-worker';
@@ -57,8 +68,8 @@ export function decodeCrlFile(buf: Buffer, source = '<bytes>'): Buffer[] {
   return crls;
 }
 
-/** Parse every CRL in `buf` (synchronously), each item independently. */
-export function parseCrlBytes(buf: Buffer, source: string, opts: ParseCrlOptions = {}): CrlFileItem[] {
+/** Parse (and verify, with `trust`) every CRL in `buf` synchronously, each item independently. */
+export function parseCrlBytes(buf: Buffer, source: string, opts: ParseCrlOptions = {}, trust?: readonly X509Certificate[]): CrlFileItem[] {
   let ders: Buffer[];
   try {
     ders = decodeCrlFile(buf, source);
@@ -69,7 +80,8 @@ export function parseCrlBytes(buf: Buffer, source: string, opts: ParseCrlOptions
     try {
       const crl = parseCrl(der, opts);
       void crl.sha256; // hash here, on the parsing thread
-      return { ok: true as const, index, crl };
+      const signer = trust ? verifyCrlSignatureSync(crl, trust) : undefined;
+      return { ok: true as const, index, crl, signer };
     } catch (e) {
       return errorItem(index, e);
     }
@@ -91,13 +103,19 @@ function readSync(file: string, maxBytes: number): { buf?: Buffer; readError?: s
   }
 }
 
-function loadSync(file: string, opts: ParseCrlOptions): CrlFileResult {
+/** Read a CRL file, or say why it yields no bytes to parse. */
+function readCrlFile(file: string, opts: ParseCrlOptions): Buffer | CrlFileResult {
   // A PEM file is ~4/3 of its DER: allow for that before refusing on size.
   const limit = Math.ceil(((opts.maxBytes ?? 256 * 1024 * 1024) * 4) / 3) + 4096;
   const r = readSync(file, limit);
   if (r.readError !== undefined) return { path: file, readError: r.readError, items: [] };
   if (r.tooLarge !== undefined) return { path: file, items: [{ ok: false, index: 0, code: 'too_large', message: `${file} is ${r.tooLarge} bytes` }] };
-  return { path: file, items: parseCrlBytes(r.buf!, file, opts) };
+  return r.buf!;
+}
+
+function loadSync(file: string, opts: ParseCrlOptions, trust?: readonly X509Certificate[]): CrlFileResult {
+  const r = readCrlFile(file, opts);
+  return Buffer.isBuffer(r) ? { path: file, items: parseCrlBytes(r, file, opts, trust) } : r;
 }
 
 /**
@@ -112,18 +130,20 @@ export async function loadCrlFile(file: string, opts: LoadCrlFileOptions = {}): 
   } catch (e) {
     return { path: file, readError: (e as NodeJS.ErrnoException).code ?? String(e), items: [] };
   }
-  const { inlineBelowBytes: _ignored, ...parseOpts } = opts;
-  if (size < inlineBelow) return loadSync(file, parseOpts);
-  return workerClient().load(file, parseOpts);
+  const { inlineBelowBytes: _ignored, trust, ...parseOpts } = opts;
+  if (size < inlineBelow) return loadSync(file, parseOpts, trust);
+  return workerClient().load(file, parseOpts, trust);
 }
 
 // ---- worker plumbing -----------------------------------------------------------------------
 
-type WireItem = { ok: true; index: number; crl: CrlTransfer } | { ok: false; index: number; code: CrlErrorCode; message: string };
+type WireItem = { ok: true; index: number; crl: CrlTransfer; signerIndex: number } | { ok: false; index: number; code: CrlErrorCode; message: string };
 interface Request {
   id: number;
   file: string;
   opts: ParseCrlOptions;
+  /** DER of the trust certificates, or null for no verification. */
+  trust: Buffer[] | null;
 }
 interface Response {
   id: number;
@@ -134,15 +154,15 @@ interface Response {
 class WorkerClient {
   private worker: Worker | null = null;
   private nextId = 1;
-  private pending = new Map<number, { file: string; resolve: (r: CrlFileResult) => void }>();
+  private pending = new Map<number, { file: string; trust?: readonly X509Certificate[]; resolve: (r: CrlFileResult) => void }>();
 
-  load(file: string, opts: ParseCrlOptions): Promise<CrlFileResult> {
+  load(file: string, opts: ParseCrlOptions, trust?: readonly X509Certificate[]): Promise<CrlFileResult> {
     const w = this.ensure();
     const id = this.nextId++;
     return new Promise((resolve) => {
-      this.pending.set(id, { file, resolve });
+      this.pending.set(id, { file, trust, resolve });
       w.ref();
-      w.postMessage({ id, file, opts } satisfies Request);
+      w.postMessage({ id, file, opts, trust: trust ? trust.map((c) => c.raw) : null } satisfies Request);
     });
   }
 
@@ -157,7 +177,9 @@ class WorkerClient {
       p.resolve({
         path: p.file,
         readError: m.readError,
-        items: m.items.map((it) => (it.ok ? { ok: true, index: it.index, crl: ParsedCrl.fromTransfer(it.crl) } : it)),
+        items: m.items.map((it) =>
+          it.ok ? { ok: true, index: it.index, crl: ParsedCrl.fromTransfer(it.crl), signer: it.signerIndex >= 0 ? p.trust?.[it.signerIndex] : undefined } : it,
+        ),
       });
     });
     const fail = (why: string): void => {
@@ -195,14 +217,28 @@ export async function closeCrlWorker(): Promise<void> {
 // Worker side: the same module, started with workerData.tag.
 if (!isMainThread && (workerData as { tag?: string } | null)?.tag === WORKER_TAG && parentPort) {
   const port = parentPort;
+  // Trust certificates parsed once per distinct set (reloads send the same set every time).
+  let trustKey = '';
+  let trustCerts: X509Certificate[] = [];
   port.on('message', (req: Request) => {
-    const res = loadSync(req.file, req.opts);
+    let trust: X509Certificate[] | undefined;
+    if (req.trust) {
+      const key = req.trust.map((d) => Buffer.from(d).toString('base64')).join(',');
+      if (key !== trustKey) {
+        trustCerts = req.trust.map((d) => new X509Certificate(Buffer.from(d)));
+        trustKey = key;
+      }
+      trust = trustCerts;
+    }
+    // Verification stays synchronous here: overlapping it with the SHA-256 in the thread pool
+    // was measured to starve the main thread on a 2-core machine (stall 5 ms → 13 ms).
+    const res = loadSync(req.file, req.opts, trust);
     const transferList: ArrayBuffer[] = [];
     const items: WireItem[] = res.items.map((it) => {
       if (!it.ok) return it;
       const t = it.crl.toTransfer();
       transferList.push(...t.transferList);
-      return { ok: true, index: it.index, crl: t.msg };
+      return { ok: true, index: it.index, crl: t.msg, signerIndex: it.signer ? trustCerts.indexOf(it.signer) : -1 };
     });
     port.postMessage({ id: req.id, readError: res.readError, items } satisfies Response, transferList);
   });

@@ -506,23 +506,51 @@ function checkTimeInPlace(der: Buffer, p: number, len: number, generalized: bool
     if (c < 0 || c > 9) return false;
   }
   const q = generalized ? p + 4 : p + 2;
-  const two = (i: number): number => (der[i]! - 0x30) * 10 + (der[i + 1]! - 0x30);
-  const month = two(q);
-  const day = two(q + 2);
-  return month >= 1 && month <= 12 && day >= 1 && day <= 31 && two(q + 4) <= 23 && two(q + 6) <= 59 && two(q + 8) <= 59;
+  const month = (der[q]! - 0x30) * 10 + der[q + 1]! - 0x30;
+  const day = (der[q + 2]! - 0x30) * 10 + der[q + 3]! - 0x30;
+  const hour = (der[q + 4]! - 0x30) * 10 + der[q + 5]! - 0x30;
+  const minute = (der[q + 6]! - 0x30) * 10 + der[q + 7]! - 0x30;
+  const second = (der[q + 8]! - 0x30) * 10 + der[q + 9]! - 0x30;
+  return month >= 1 && month <= 12 && day >= 1 && day <= 31 && hour <= 23 && minute <= 59 && second <= 59;
+}
+
+// Content start of the element whose header `hdr` just read (module variable: no allocation).
+// Read it only after the call returns (`hdrNext + hdr(...)` would read the old value).
+let hdrNext = 0;
+
+/**
+ * The entry loop's header reader: the same DER rules as der.ts `readLength` (definite, minimal,
+ * within `limit`), written over the raw window so a million entries cost no calls through the
+ * reader object. Returns the content length; the content starts at `hdrNext`.
+ */
+function hdr(der: Buffer, p: number, limit: number, tag: number, what: string): number {
+  if (p + 2 > limit) throw new ParseError('truncated', `${what}: header past the end`);
+  if (der[p] !== tag) throw new ParseError('malformed', `${what}: expected tag 0x${tag.toString(16)}, got 0x${der[p]!.toString(16)}`);
+  let l = der[p + 1]!;
+  p += 2;
+  if (l & 0x80) {
+    const n = l & 0x7f;
+    if (n === 0) throw new ParseError('malformed', `${what}: indefinite length is not DER`);
+    if (n > 4) throw new ParseError('too_large', `${what}: ${n}-octet length`);
+    if (p + n > limit) throw new ParseError('truncated', `${what}: length past the end`);
+    if (der[p] === 0) throw new ParseError('malformed', `${what}: non-minimal length`);
+    l = 0;
+    for (let k = 0; k < n; k++) l = l * 256 + der[p++]!;
+    if (l < 0x80) throw new ParseError('malformed', `${what}: non-minimal length`);
+  }
+  if (l > limit - p) throw new ParseError('truncated', `${what}: length ${l} past the end`);
+  hdrNext = p;
+  return l;
 }
 
 function indexEntries(der: Buffer, revoked: BoundedReader, f: CrlFields, opts: ParseCrlOptions): Uint32Array {
+  const listStart = revoked.offset;
+  const listEnd = revoked.end;
   // Pass 1: count entries (headers only) to size the table once.
-  const startOffset = revoked.offset;
   let count = 0;
-  {
-    const r = new BoundedReader(der, startOffset, revoked.end);
-    while (!r.atEnd) {
-      const len = expectTag(r, Tag.SEQUENCE, 'revokedCertificate');
-      r.skip(len);
-      count++;
-    }
+  for (let p = listStart; p < listEnd; count++) {
+    const l = hdr(der, p, listEnd, Tag.SEQUENCE, 'revokedCertificate');
+    p = hdrNext + l;
   }
   let cap = 16;
   while (cap < count * 2) cap *= 2;
@@ -530,65 +558,63 @@ function indexEntries(der: Buffer, revoked: BoundedReader, f: CrlFields, opts: P
   const mask = cap - 1;
   const seed = f.seed;
 
-  // Pass 2: validate each entry and insert it.
-  const r = revoked;
-  while (!r.atEnd) {
-    const entryStart = r.offset;
-    const len = expectTag(r, Tag.SEQUENCE, 'revokedCertificate');
-    const end = r.offset + len;
-    const slen = expectTag(r, Tag.INTEGER, 'userCertificate');
+  // Pass 2: validate each entry and insert it. A duplicate serial is inserted too: probing
+  // finds the first one, so no comparison is needed here.
+  for (let p = listStart; p < listEnd; ) {
+    const entryStart = p;
+    const elen = hdr(der, p, listEnd, Tag.SEQUENCE, 'revokedCertificate');
+    const end = hdrNext + elen;
+    const slen = hdr(der, hdrNext, end, Tag.INTEGER, 'userCertificate');
     if (slen === 0) throw new ParseError('malformed', 'userCertificate: empty INTEGER');
-    let sStart = r.offset;
+    let sStart = hdrNext;
     const sEnd = sStart + slen;
-    r.skip(slen, 'userCertificate');
     while (sStart < sEnd && der[sStart] === 0) sStart++;
-    const tt = readTag(r, 'revocationDate');
-    const tl = readLength(r, 'revocationDate');
-    if ((tt !== Tag.UTCTime && tt !== Tag.GeneralizedTime) || !checkTimeInPlace(der, r.offset, tl, tt === Tag.GeneralizedTime)) {
-      throw new ParseError('malformed', `revocationDate of entry at offset ${entryStart} is not a valid Time`);
-    }
-    r.skip(tl);
-    if (r.offset < end) {
+    let q = sEnd;
+    const tt = q < end ? der[q]! : -1;
+    if (tt !== Tag.UTCTime && tt !== Tag.GeneralizedTime) throw new ParseError('malformed', `revocationDate of entry at offset ${entryStart}: not a Time`);
+    const tl = hdr(der, q, end, tt, 'revocationDate');
+    if (!checkTimeInPlace(der, hdrNext, tl, tt === Tag.GeneralizedTime)) throw new ParseError('malformed', `revocationDate of entry at offset ${entryStart} is not a valid Time`);
+    q = hdrNext + tl;
+    if (q < end) {
       if (f.version === 1) throw new ParseError('malformed', 'v1 CRL entry carries crlEntryExtensions (they require v2)');
-      checkEntryExtensions(der, r, end, f, opts);
+      q = checkEntryExtensions(der, q, end, f, opts);
     }
-    if (r.offset !== end) throw new ParseError('malformed', `revokedCertificate at offset ${entryStart}: length mismatch`);
+    if (q !== end) throw new ParseError('malformed', `revokedCertificate at offset ${entryStart}: trailing bytes`);
 
     let i = hashBytes(der, sStart, sEnd, seed) & mask;
-    const sl = sEnd - sStart;
-    for (;;) {
-      const v = table[i]!;
-      if (v === 0) {
-        table[i] = entryStart + 1;
-        break;
-      }
-      serialAt(der, v - 1);
-      if (spanLen === sl && der.compare(der, sStart, sEnd, spanStart, spanStart + spanLen) === 0) break; // duplicate: first wins
-      i = (i + 1) & mask;
-    }
+    while (table[i] !== 0) i = (i + 1) & mask;
+    table[i] = entryStart + 1;
+    p = end;
   }
   f.entryCount = count;
   return table;
 }
 
-/** Validate crlEntryExtensions in place (RFC 5280 §5.3); `r` is positioned at the Extensions SEQUENCE. */
-function checkEntryExtensions(der: Buffer, r: BoundedReader, end: number, f: CrlFields, opts: ParseCrlOptions): void {
-  const extsLen = expectTag(r, Tag.SEQUENCE, 'crlEntryExtensions');
-  const extsEnd = r.offset + extsLen;
-  if (extsEnd > end || extsLen === 0) throw new ParseError('malformed', 'crlEntryExtensions: bad length');
+/** Validate crlEntryExtensions at `p` (RFC 5280 §5.3) within [p, end); returns the position after them. */
+function checkEntryExtensions(der: Buffer, p: number, end: number, f: CrlFields, opts: ParseCrlOptions): number {
+  const extsLen = hdr(der, p, end, Tag.SEQUENCE, 'crlEntryExtensions');
+  if (extsLen === 0) throw new ParseError('malformed', 'crlEntryExtensions: empty');
+  let q = hdrNext;
+  const extsEnd = q + extsLen;
   let seen = 0;
-  while (r.offset < extsEnd) {
-    const extLen = expectTag(r, Tag.SEQUENCE, 'Extension');
-    const extEnd = r.offset + extLen;
-    const oidLen = expectTag(r, Tag.OID, 'extnID');
-    const oidAt = r.offset;
-    r.skip(oidLen);
+  while (q < extsEnd) {
+    const extLen = hdr(der, q, extsEnd, Tag.SEQUENCE, 'Extension');
+    const extEnd = hdrNext + extLen;
+    const oidLen = hdr(der, hdrNext, extEnd, Tag.OID, 'extnID');
+    const oidAt = hdrNext;
+    q = oidAt + oidLen;
     let critical = false;
-    if (r.peek() === Tag.BOOLEAN) critical = readBoolean(r, 'critical');
-    const vLen = expectTag(r, Tag.OCTET_STRING, 'extnValue');
-    const vAt = r.offset;
-    r.skip(vLen);
-    if (r.offset !== extEnd) throw new ParseError('malformed', 'entry Extension: length mismatch');
+    if (q < extEnd && der[q] === Tag.BOOLEAN) {
+      const bl = hdr(der, q, extEnd, Tag.BOOLEAN, 'critical');
+      const v = der[hdrNext];
+      if (bl !== 1 || (v !== 0 && v !== 0xff)) throw new ParseError('malformed', 'critical: not a DER BOOLEAN');
+      critical = v === 0xff;
+      q = hdrNext + 1;
+    }
+    const vLen = hdr(der, q, extEnd, Tag.OCTET_STRING, 'extnValue');
+    const vAt = hdrNext;
+    q = vAt + vLen;
+    if (q !== extEnd) throw new ParseError('malformed', 'entry Extension: length mismatch');
     const known = oidLen === 3 && der[oidAt] === 0x55 && der[oidAt + 1] === 0x1d ? der[oidAt + 2]! : -1;
     switch (known) {
       case ENTRY_REASON_CODE: {
@@ -621,7 +647,7 @@ function checkEntryExtensions(der: Buffer, r: BoundedReader, end: number, f: Crl
     if (seen & bit) throw new ParseError('malformed', `entry extension 2.5.29.${known} appears twice`);
     seen |= bit;
   }
-  if (r.offset !== extsEnd) throw new ParseError('malformed', 'crlEntryExtensions: length mismatch');
+  return q;
 }
 
 /** Decode the entry at `off` (validated at parse time, so this cannot fail on a parsed CRL). */

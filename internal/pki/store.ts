@@ -33,7 +33,7 @@ import path from 'node:path';
 import type { X509Certificate } from 'node:crypto';
 import { X509Certificate as X509 } from 'node:crypto';
 import { certInfo, formatName, nameKey, type CertInfo } from './certinfo';
-import { CrlError, crlTimeStatus, verifyCrlSignature, type CrlErrorCode, type ParsedCrl } from './crl';
+import { CrlError, crlTimeStatus, type CrlErrorCode, type ParsedCrl } from './crl';
 import { loadCrlFile } from './crl-worker';
 import type { CrlInfo, RevocationResult } from './types';
 
@@ -143,7 +143,8 @@ export class RevocationStore extends EventEmitter {
     const now = this.now();
 
     for (const file of files) {
-      const res = await loadCrlFile(file, { maxBytes: this.maxCrlBytes, inlineBelowBytes: this.inlineBelowBytes });
+      // Signatures are checked where the file is parsed (the worker for large files).
+      const res = await loadCrlFile(file, { maxBytes: this.maxCrlBytes, inlineBelowBytes: this.inlineBelowBytes, trust: this.trust });
       if (res.readError !== undefined) continue; // vanished between listing and reading
       present.add(file);
       const many = res.items.length > 1;
@@ -154,7 +155,7 @@ export class RevocationStore extends EventEmitter {
           continue;
         }
         try {
-          candidates.push(await this.validate(it.crl, source, file, now));
+          candidates.push(this.validate(it.crl, source, file, now));
         } catch (e) {
           if (!(e instanceof CrlError)) throw e;
           refused.push({ source, code: e.code, message: e.message });
@@ -213,12 +214,11 @@ export class RevocationStore extends EventEmitter {
     return report;
   }
 
-  /** Checks of one parsed CRL that do not depend on other CRLs. @throws CrlError */
-  private async validate(crl: ParsedCrl, source: string, file: string, now: Date): Promise<ActiveCrl> {
+  /** Checks of one parsed, signature-verified CRL that do not depend on other CRLs. @throws CrlError */
+  private validate(crl: ParsedCrl, source: string, file: string, now: Date): ActiveCrl {
     if (crl.deltaCrlIndicator !== null) {
       throw new CrlError('unsupported_critical_extension', 'delta CRLs (deltaCRLIndicator, RFC 5280 §5.2.4) are not supported');
     }
-    await verifyCrlSignature(crl, this.trust);
     if (crlTimeStatus(crl, now, this.skewMs) === 'not_yet_valid') {
       throw new CrlError('not_yet_valid', `thisUpdate ${crl.thisUpdate.toISOString()} is after now (${now.toISOString()}) + ${this.skewMs} ms`);
     }
