@@ -35,6 +35,7 @@ export const MAX_PATH_LENGTH = 10;
 /** Most signature verifications spent building one path (a server can send many same-named certificates). */
 const SIGNATURE_BUDGET = 64;
 const EKU_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
+const EKU_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
 const EKU_ANY = '2.5.29.37.0';
 
 export type RevocationStatus = 'good' | 'revoked' | 'unknown' | 'stale' | 'not_checked';
@@ -55,6 +56,11 @@ export interface VerifyServerChainOptions {
   revocation: RevocationChecker | null;
   /** Check only the leaf against CRLs, not the intermediates. */
   leafOnly: boolean;
+  /**
+   * The extendedKeyUsage the leaf must allow when it has the extension (RFC 5280 §4.2.1.12):
+   * `serverAuth` (default) for external servers, `clientAuth` for workload certificates.
+   */
+  purpose?: 'serverAuth' | 'clientAuth';
 }
 
 export interface ChainResult {
@@ -186,8 +192,10 @@ export function verifyServerChain(chainDer: Buffer[], opts: VerifyServerChainOpt
   }
   const leaf = sent[0]!;
   const eku = leaf.x509.keyUsage; // Node names the extendedKeyUsage OIDs `keyUsage`
-  if (eku !== undefined && !eku.includes(EKU_SERVER_AUTH) && !eku.includes(EKU_ANY)) {
-    return fail(Reason.badServerCertificate, `leaf ${dn(leaf.x509)} is not for serverAuth (extendedKeyUsage ${eku.join(', ')})`, [leaf]);
+  const purpose = opts.purpose ?? 'serverAuth';
+  const wanted = purpose === 'clientAuth' ? EKU_CLIENT_AUTH : EKU_SERVER_AUTH;
+  if (eku !== undefined && !eku.includes(wanted) && !eku.includes(EKU_ANY)) {
+    return fail(Reason.badServerCertificate, `leaf ${dn(leaf.x509)} is not for ${purpose} (extendedKeyUsage ${eku.join(', ')})`, [leaf]);
   }
 
   const index = indexAnchors(opts.anchors);

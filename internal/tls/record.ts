@@ -98,6 +98,18 @@ export class RecordReader {
   }
 
   /**
+   * Hands back the bytes of the incomplete record and forgets them: for a caller that stops
+   * framing mid-stream (the rest is relayed as opaque bytes) and must not lose any.
+   */
+  takePending(): Buffer {
+    const out = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.partsLen);
+    this.parts = [];
+    this.partsLen = 0;
+    this.need = -1;
+    return out;
+  }
+
+  /**
    * Feed the next bytes of the stream.
    * @returns the records completed by this chunk, in stream order (possibly none)
    * @throws ParseError 'malformed' | 'too_large' on a bad record header

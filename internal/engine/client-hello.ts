@@ -1,0 +1,81 @@
+/**
+ * Reads the workload's first bytes until its ClientHello is complete, without answering
+ * (DESIGN.md: ca-proxy reads the ClientHello of session D before answering it).
+ * Everything received is kept verbatim so it can be handed to OpenSSL (intercept) or
+ * forwarded unchanged (passthrough) once the destination's action is known.
+ */
+import { RecordReader, ContentType, looksLikeTls } from '../tls/record';
+import { HandshakeReader, HandshakeType, parseClientHello, type ClientHello } from '../tls/handshake';
+import { ParseError } from '../tls/reader';
+import { Reason, type ReasonCode } from './reasons';
+
+export type ClientHelloStep =
+  | { state: 'need_more' }
+  | { state: 'done'; hello: ClientHello }
+  | { state: 'error'; reason: ReasonCode; detail: string };
+
+export class ClientHelloCollector {
+  private readonly records: RecordReader;
+  private readonly messages: HandshakeReader;
+  private readonly chunks: Buffer[] = [];
+  private size = 0;
+  private sniffed = false;
+
+  /** @param maxMessageBytes largest accepted handshake message (RFC 8446 §4: up to 2^24-1; we cap it) */
+  constructor(private readonly maxMessageBytes: number) {
+    this.records = new RecordReader();
+    this.messages = new HandshakeReader({ maxMessageBytes });
+  }
+
+  /** All bytes received so far, verbatim. */
+  get received(): Buffer {
+    return this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.size);
+  }
+
+  push(chunk: Buffer): ClientHelloStep {
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+    // The ClientHello plus record headers can never legitimately exceed the message limit
+    // by more than the framing overhead of the records carrying it.
+    if (this.size > this.maxMessageBytes + 64 * 1024) {
+      return { state: 'error', reason: Reason.handshakeTooLarge, detail: `more than ${this.size} bytes before a complete ClientHello` };
+    }
+    if (!this.sniffed) {
+      const kind = looksLikeTls(this.received);
+      if (kind === 'need_more') return { state: 'need_more' };
+      if (kind === 'not_tls') return { state: 'error', reason: Reason.notTls, detail: describeNonTls(this.received) };
+      this.sniffed = true;
+    }
+    try {
+      for (const record of this.records.push(chunk)) {
+        if (record.type !== ContentType.handshake) {
+          return { state: 'error', reason: Reason.malformedHandshake, detail: `record type ${record.type} before ClientHello` };
+        }
+        for (const msg of this.messages.push(record.fragment)) {
+          if (msg.type !== HandshakeType.client_hello) {
+            return { state: 'error', reason: Reason.malformedHandshake, detail: `handshake type ${msg.type} before ClientHello` };
+          }
+          return { state: 'done', hello: parseClientHello(msg.body) };
+        }
+      }
+      return { state: 'need_more' };
+    } catch (err) {
+      if (err instanceof ParseError) {
+        return {
+          state: 'error',
+          reason: err.code === 'too_large' ? Reason.handshakeTooLarge : Reason.malformedHandshake,
+          detail: err.message,
+        };
+      }
+      throw err;
+    }
+  }
+}
+
+/** A short, log-safe description of what a non-TLS client sent. */
+function describeNonTls(bytes: Buffer): string {
+  const head = bytes.subarray(0, 8).toString('latin1');
+  if (/^[A-Z]{3,7} /.test(head)) return 'plain-text HTTP request on a TLS port';
+  if (bytes[0]! & 0x80) return 'SSLv2-format hello (not supported)';
+  return `not a TLS record (first byte 0x${bytes[0]!.toString(16).padStart(2, '0')})`;
+}

@@ -1,0 +1,131 @@
+/**
+ * Binds a Session to real sockets: the workload's socket (accepted by a listener) and the
+ * server's socket (dialled when the session asks for it). The only place where sockets,
+ * backpressure and FIN/RST meet the engine in the standalone front door.
+ */
+import net from 'node:net';
+import { randomUUID } from 'node:crypto';
+import { Session, type Peer } from '../engine/session';
+import type { EngineContext } from '../engine/context';
+
+/** How long a gracefully closed socket may stay half-open before it is destroyed, ms. */
+const LINGER_MS = 2000;
+
+/**
+ * Names under `localhost.` are loopback (RFC 6761 §6.3), whatever the resolver says — as curl
+ * and browsers treat them; the demo servers are reached as `good.demo.localhost`.
+ */
+export function dialHost(host: string): string {
+  return /(^|\.)localhost\.?$/i.test(host) ? '127.0.0.1' : host;
+}
+
+export interface Destination {
+  /** Host name (CONNECT authority) or undefined when the SNI will tell. */
+  host?: string;
+  port: number;
+}
+
+/**
+ * Serves one accepted connection.
+ * @param head bytes already read from the workload (e.g. after an HTTP CONNECT request)
+ * @returns the Session, for tests and accounting
+ */
+export function serveConnection(
+  ctx: EngineContext,
+  workload: net.Socket,
+  dest: Destination,
+  opts: { connectTimeoutMs: number; head?: Buffer; onClose?: () => void },
+): Session {
+  const sockets: Record<Peer, net.Socket | null> = { workload, server: null };
+  const waitingDrain: Record<Peer, boolean> = { workload: false, server: false };
+  let closing = false;
+
+  const session = new Session(ctx, {
+    connectionId: randomUUID(),
+    source: { address: workload.remoteAddress, port: workload.remotePort },
+    destination: { host: dest.host, address: net.isIP(dest.host ?? '') ? dest.host : undefined, port: dest.port },
+    openUpstream: (target) =>
+      new Promise<void>((resolve, reject) => {
+        const server = net.connect({ host: dialHost(target.host), port: target.port });
+        const timer = setTimeout(() => {
+          server.destroy();
+          reject(new Error(`connect timed out after ${opts.connectTimeoutMs} ms`));
+        }, opts.connectTimeoutMs);
+        server.once('connect', () => {
+          clearTimeout(timer);
+          session.partial.destination = { ...session.partial.destination, address: server.remoteAddress, port: server.remotePort };
+          sockets.server = server;
+          attach(server, 'server');
+          flush('server');
+          resolve();
+        });
+        server.once('error', (err) => {
+          clearTimeout(timer);
+          if (!sockets.server) reject(err);
+        });
+      }),
+  });
+
+  function attach(sock: net.Socket, peer: Peer): void {
+    sock.setNoDelay(true);
+    sock.on('data', (chunk: Buffer) => {
+      sock.pause();
+      void session.feed(peer, chunk).then(() => {
+        if (!sock.destroyed) sock.resume();
+      });
+    });
+    sock.on('end', () => void session.feed(peer, Buffer.alloc(0), true));
+    sock.on('error', (err) => session.destroy(`${peer} socket: ${err.message}`));
+    sock.on('close', () => {
+      if (!closing) session.destroy(`${peer} connection closed`);
+      maybeDone();
+    });
+  }
+
+  function flush(to: Peer): void {
+    const sock = sockets[to];
+    if (!sock || sock.destroyed || waitingDrain[to] || !session.hasOutput(to)) return;
+    const { data, end } = session.take(to);
+    const ok = data.length ? sock.write(data) : true;
+    if (end) {
+      sock.end();
+      setTimeout(() => sock.destroy(), LINGER_MS).unref();
+    } else if (!ok) {
+      waitingDrain[to] = true;
+      sock.once('drain', () => {
+        waitingDrain[to] = false;
+        flush(to);
+      });
+    }
+  }
+
+  function maybeDone(): void {
+    if (workload.destroyed && (!sockets.server || sockets.server.destroyed)) opts.onClose?.();
+  }
+
+  session.on('output', (to: Peer) => flush(to));
+  session.on('close', ({ reset }: { reset: boolean }) => {
+    closing = true;
+    for (const peer of ['workload', 'server'] as const) {
+      const sock = sockets[peer];
+      if (!sock || sock.destroyed) continue;
+      if (reset) {
+        // Queued bytes (an alert) still go out before the reset.
+        const { data } = session.take(peer);
+        if (data.length) sock.write(data, () => sock.resetAndDestroy());
+        else sock.resetAndDestroy();
+      } else {
+        flush(peer);
+      }
+    }
+  });
+
+  attach(workload, 'workload');
+  if (opts.head?.length) {
+    workload.pause();
+    void session.feed('workload', opts.head).then(() => {
+      if (!workload.destroyed) workload.resume();
+    });
+  }
+  return session;
+}
