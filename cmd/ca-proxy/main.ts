@@ -1,0 +1,51 @@
+#!/usr/bin/env node
+/**
+ * The ca-proxy CLI (one binary, subcommands that read like their documentation):
+ *   ca-proxy run --config FILE        standalone proxy (HTTP CONNECT and SNI listeners)
+ *   ca-proxy run --dev DIR            the same with the development PKI in DIR (`make run`)
+ *   ca-proxy crl show FILE [--ca F]   what a CRL says, and whether its signature verifies
+ *   ca-proxy check HOST:PORT          connect as the proxy would and print the decision
+ */
+import { Command, Option } from 'commander';
+import { runCommand } from './run';
+import { crlShowCommand } from './crl';
+import { checkCommand } from './check';
+
+const program = new Command();
+program
+  .name('ca-proxy')
+  .description('Egress TLS filter: checks server certificate chains against CRLs and presents the proxy\'s own client certificate.')
+  .showHelpAfterError()
+  .version(require('../../../package.json').version);
+
+program
+  .command('run')
+  .description('Start the standalone proxy: an HTTP CONNECT listener (HTTPS_PROXY), an optional SNI-routed TLS listener, and the admin port (/metrics, /healthz, /readyz).')
+  .addOption(new Option('-c, --config <file>', 'YAML configuration file (see docs/configuration.md)').conflicts('dev'))
+  .addOption(new Option('--dev <dir>', 'use the embedded development configuration with the PKI in <dir> (created by `make run`)'))
+  .option('--listen <host:port>', 'override listen.connect (the HTTP CONNECT listener)')
+  .option('--admin <host:port>', 'override admin (the /metrics, /healthz, /readyz listener)')
+  .action(runCommand);
+
+const crl = program.command('crl').description('Inspect certificate revocation lists.');
+crl
+  .command('show')
+  .description('Print issuer, cRLNumber, thisUpdate, nextUpdate, entry count and, with --ca, the signature status of a CRL (PEM or DER).')
+  .argument('<file>', 'CRL file (PEM may hold several CRLs)')
+  .option('--ca <file>', 'PEM bundle holding the CRL issuer\'s certificate, to verify the signature')
+  .option('--json', 'print JSON instead of text')
+  .action(crlShowCommand);
+
+program
+  .command('check')
+  .description('Connect to HOST:PORT as the proxy would (same engine, same policy) and print the decision as JSON. Exit code 0 for allow, 2 for deny.')
+  .argument('<target>', 'HOST:PORT of the external server')
+  .option('--sni <name>', 'server name to send (default: HOST)')
+  .addOption(new Option('-c, --config <file>', 'YAML configuration file').conflicts('dev'))
+  .option('--dev <dir>', 'use the development configuration with the PKI in <dir>')
+  .action(checkCommand);
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  process.stderr.write(`ca-proxy: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});
