@@ -1,0 +1,74 @@
+/**
+ * `openssl s_server` as the external server in tests: an independent TLS implementation that
+ * requires a client certificate (`-Verify 1 -verify_return_error`) and prints what it saw
+ * (the client certificate's subject, alerts). Output is collected for assertions.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+
+export interface SServer {
+  port: number;
+  /** Everything s_server printed so far (stdout + stderr). */
+  output(): string;
+  /** Resolves once the output matches `re` (rejects after `ms`). */
+  waitFor(re: RegExp, ms?: number): Promise<string>;
+  stop(): Promise<void>;
+}
+
+export interface SServerOptions {
+  cert: string;
+  key: string;
+  /** Chain sent after the leaf (intermediates). */
+  chain?: string;
+  /** CA bundle that verifies client certificates. */
+  clientCA: string;
+  version: 'tls1_2' | 'tls1_3';
+  /** Require a client certificate (default true); false = do not ask for one. */
+  requireClientCert?: boolean;
+  /** Ask for one but accept none (`-verify 1`). */
+  optionalClientCert?: boolean;
+  /** Extra arguments. */
+  args?: string[];
+}
+
+export async function startSServer(opts: SServerOptions): Promise<SServer> {
+  const verify =
+    opts.requireClientCert === false ? [] : opts.optionalClientCert ? ['-verify', '1'] : ['-Verify', '1', '-verify_return_error'];
+  const args = [
+    's_server', '-accept', '0', '-cert', opts.cert, '-key', opts.key,
+    ...(opts.chain ? ['-cert_chain', opts.chain] : []),
+    '-CAfile', opts.clientCA, ...verify, `-${opts.version}`, '-www', '-msg', ...(opts.args ?? []),
+  ];
+  const child: ChildProcess = spawn('openssl', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const waiters: { re: RegExp; resolve: (s: string) => void }[] = [];
+  const onData = (d: Buffer) => {
+    out += d.toString('latin1');
+    for (const w of [...waiters]) {
+      if (w.re.test(out)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(out);
+      }
+    }
+  };
+  child.stdout!.on('data', onData);
+  child.stderr!.on('data', onData);
+  const waitFor = (re: RegExp, ms = 5000) =>
+    new Promise<string>((resolve, reject) => {
+      if (re.test(out)) return resolve(out);
+      const t = setTimeout(() => reject(new Error(`s_server: no ${re} within ${ms} ms; output:\n${out}`)), ms);
+      waiters.push({ re, resolve: (s) => (clearTimeout(t), resolve(s)) });
+    });
+  const first = await waitFor(/ACCEPT \S+:(\d+)/);
+  const port = Number(/ACCEPT \S+:(\d+)/.exec(first)![1]);
+  return {
+    port,
+    output: () => out,
+    waitFor,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
+  };
+}
