@@ -127,14 +127,26 @@ export class Intercept {
     } else if (chunk.length) {
       this.upWire.deliver(chunk);
     }
-    if (end) this.upWire.deliverEnd();
+    if (end) {
+      if (!this.host.decision && this.downstreamStarted) this.peerClosedEarly('server');
+      else this.upWire.deliverEnd();
+    }
+  }
+
+  private peerClosedEarly(who: Peer): void {
+    this.host.deny(Reason.peerClosed, `${who} closed the connection during the handshake`, null, this.decisionExtras());
   }
 
   fromWorkload(chunk: Buffer, end: boolean): void {
     if (this.disposed) return;
     if (this.downWire) {
       if (chunk.length) this.downWire.deliver(chunk);
-      if (end) this.downWire.deliverEnd();
+      if (end) {
+        // OpenSSL's server side waits forever on an EOF mid-handshake (allowHalfOpen wire);
+        // a workload that hangs up before its Finished arrived ends the connection here.
+        if (!this.host.decision) this.peerClosedEarly('workload');
+        else this.downWire.deliverEnd();
+      }
       return;
     }
     this.queueWorkload(chunk);
@@ -146,11 +158,13 @@ export class Intercept {
     for (const wire of [this.upWire, this.downWire]) {
       if (wire && !wire.consumed && !wire.destroyed) {
         await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, 50);
-          wire.once('readRequested', () => {
+          const done = () => {
             clearTimeout(t);
+            wire.off('readRequested', done);
             resolve();
-          });
+          };
+          const t = setTimeout(done, 50);
+          wire.on('readRequested', done);
         });
       }
     }

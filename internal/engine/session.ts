@@ -121,7 +121,9 @@ export class Session extends EventEmitter implements InterceptHost {
     q.bytes = 0;
     const end = q.end;
     q.end = false;
-    this.intercept?.drained(to, data.length);
+    // Acknowledge later, not here: the acknowledgement can let OpenSSL write more at once, and
+    // that output must queue behind the bytes returned now, not overtake them in a nested take().
+    if (data.length) queueMicrotask(() => this.intercept?.drained(to, data.length));
     if (this.roomWaiters.length) {
       const waiters = this.roomWaiters;
       this.roomWaiters = [];

@@ -55,7 +55,7 @@ export async function listenConnect(ctx: EngineContext, bind: string, opts: { co
 
 export async function listenSni(ctx: EngineContext, bind: string, opts: { connectTimeoutMs: number; upstreamPort: number }): Promise<Listening> {
   const open = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
+  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
     open.add(socket);
     socket.on('error', () => undefined);
     serveConnection(ctx, socket, { port: opts.upstreamPort }, { connectTimeoutMs: opts.connectTimeoutMs, onClose: () => open.delete(socket) });

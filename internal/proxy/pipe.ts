@@ -46,7 +46,8 @@ export function serveConnection(
     destination: { host: dest.host, address: net.isIP(dest.host ?? '') ? dest.host : undefined, port: dest.port },
     openUpstream: (target) =>
       new Promise<void>((resolve, reject) => {
-        const server = net.connect({ host: dialHost(target.host), port: target.port });
+        // allowHalfOpen: a server's FIN ends only its direction; its last bytes still reach the workload.
+        const server = net.connect({ host: dialHost(target.host), port: target.port, allowHalfOpen: true });
         const timer = setTimeout(() => {
           server.destroy();
           reject(new Error(`connect timed out after ${opts.connectTimeoutMs} ms`));
@@ -76,8 +77,9 @@ export function serveConnection(
     });
     sock.on('end', () => void session.feed(peer, Buffer.alloc(0), true));
     sock.on('error', (err) => session.destroy(`${peer} socket: ${err.message}`));
-    sock.on('close', () => {
-      if (!closing) session.destroy(`${peer} connection closed`);
+    // A close without error follows a FIN each way, which the session has already seen.
+    sock.on('close', (hadError) => {
+      if (hadError && !closing) session.destroy(`${peer} connection reset`);
       maybeDone();
     });
   }
@@ -89,7 +91,6 @@ export function serveConnection(
     const ok = data.length ? sock.write(data) : true;
     if (end) {
       sock.end();
-      setTimeout(() => sock.destroy(), LINGER_MS).unref();
     } else if (!ok) {
       waitingDrain[to] = true;
       sock.once('drain', () => {
@@ -116,6 +117,8 @@ export function serveConnection(
         else sock.resetAndDestroy();
       } else {
         flush(peer);
+        // A peer that never answers our FIN does not keep the socket forever.
+        setTimeout(() => sock.destroy(), LINGER_MS).unref();
       }
     }
   });

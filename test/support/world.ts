@@ -107,8 +107,10 @@ export interface RunningProxy {
   decisions: Decision[];
   /** Log lines (JSON) the proxy wrote. */
   logs: string[];
-  /** The next decision (or the n-th from now). */
+  /** The next decision not yet returned by this method. */
   nextDecision(ms?: number): Promise<Decision>;
+  /** Marks every decision so far as seen (after a burst the test does not inspect one by one). */
+  skipDecisions(): void;
   stop(): Promise<void>;
 }
 
@@ -146,6 +148,9 @@ export async function startProxy(config: Config): Promise<RunningProxy> {
     decisions,
     logs,
     nextDecision,
+    skipDecisions: () => {
+      consumed = decisions.length;
+    },
     stop: () => rt.close(),
   };
 }
