@@ -15,7 +15,7 @@ import { createLogger } from '../../internal/engine/report';
 export async function checkCommand(target: string, opts: { sni?: string; config?: string; dev?: string }): Promise<void> {
   const { host, port } = parseHostPort(target, 'target');
   const config = configFromOptions(opts);
-  const rt = await createRuntime(config, { listen: false, logger: createLogger('warn') });
+  const rt = await createRuntime(config, { listen: false, logger: createLogger('error', process.stderr) });
   const decision = await new Promise<Decision>((resolve, reject) => {
     const server = net.createServer((sock) => {
       serveConnection(rt.ctx, sock, { host, port }, { connectTimeoutMs: config.limits.connectTimeoutMs });

@@ -102,6 +102,7 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
       for (const fn of listeners) fn(d);
     },
     now: () => new Date(),
+    activeConnections: metrics.activeConnections,
   };
 
   const everySoft = config.defaults.revocation === 'softFail' && config.rules.every((r) => (r.revocation ?? 'softFail') === 'softFail');

@@ -31,5 +31,7 @@ export interface EngineContext {
   /** The revocation index, or null when no CRL source is configured. */
   revocation: { check(cert: CertInfo, issuer: CertInfo | X509Certificate): RevocationResult } | null;
   report(decision: Decision): void;
+  /** Open sessions (the `ca_proxy_active_connections` gauge): +1 when one starts, -1 when it closes. */
+  activeConnections?: { inc(): void; dec(): void };
   now(): Date;
 }

@@ -95,6 +95,7 @@ export class Session extends EventEmitter implements InterceptHost {
     };
     this.timer = setTimeout(() => this.onHandshakeTimeout(), ctx.limits.handshakeTimeoutMs);
     this.timer.unref?.();
+    ctx.activeConnections?.inc();
   }
 
   // ───────────────────────────── front-door API ─────────────────────────────
@@ -187,6 +188,7 @@ export class Session extends EventEmitter implements InterceptHost {
   close(reset: boolean): void {
     if (this.state === 'Closed') return;
     this.transition('Closed');
+    this.ctx.activeConnections?.dec();
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     if (!reset) {

@@ -86,6 +86,8 @@ describe('hostile input on the TLS port', () => {
     assert.equal(p.rt.sni!.connections(), 0, 'no connection left open');
     assert.equal(p.decisions.length >= 66 + CASES.length, true, 'every hostile connection got a decision');
     p.skipDecisions();
+    const metrics = await (await fetch(`${p.adminUrl}/metrics`)).text();
+    assert.match(metrics, /^ca_proxy_active_connections 0$/m, 'the active-connections gauge returned to 0');
   });
 });
 
