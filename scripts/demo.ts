@@ -6,7 +6,7 @@
  *
  *   node dist/scripts/demo.js .local
  */
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { ensureDevPki } from './dev-pki';
@@ -29,6 +29,17 @@ async function metrics(url: string): Promise<Map<string, string>> {
   return out;
 }
 
+function curl(args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('curl', args);
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    child.on('error', (err) => reject(new Error(`curl is needed for the demo: ${err.message}`)));
+    child.on('close', () => resolve(out));
+  });
+}
+
 async function main(): Promise<void> {
   const dir = path.resolve(process.argv[2] ?? '.local');
   await ensureDevPki(dir);
@@ -45,9 +56,8 @@ async function main(): Promise<void> {
   for (const [name, url] of [['good', servers.good.url], ['revoked', servers.revoked.url]] as const) {
     const args = ['-sS', '--max-time', '10', '--proxy', proxy, '--cacert', path.join(dir, 'interception-ca.crt'), url];
     console.log(`\n$ curl ${args.join(' ')}`);
-    const r = spawnSync('curl', args, { encoding: 'utf8' });
-    if (r.error) throw new Error(`curl is needed for the demo: ${r.error.message}`);
-    process.stdout.write(r.stdout + r.stderr);
+    // Asynchronously: the proxy runs in this very process and must keep serving meanwhile.
+    process.stdout.write(await curl(args));
     for (let i = 0; i < 50 && decisions.length < (name === 'good' ? 1 : 2); i++) await new Promise((res) => setTimeout(res, 20));
     const d = decisions[decisions.length - 1];
     console.log(`\ndecision for ${name}:`);

@@ -26,7 +26,8 @@ export const IDENTITY_NAME_PATTERN = '^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62})$';
 
 const ENV_VAR_PATTERN = '^[A-Za-z_][A-Za-z0-9_]*$';
 
-export const ACTIONS = ['intercept', 'passthrough', 'deny'] as const;
+export const ACTIONS = ['intercept', 'inspect', 'passthrough', 'deny'] as const;
+export const TLS13_POLICIES = ['deny', 'allowUnchecked', 'intercept'] as const;
 export const REVOCATION_POLICIES = ['hardFail', 'softFail'] as const;
 export const CLIENT_AUTH_MODES = ['none', 'optional', 'require'] as const;
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -57,6 +58,7 @@ const settingsProperties = {
   revocation: { enum: [...REVOCATION_POLICIES] },
   clientAuth: { enum: [...CLIENT_AUTH_MODES] },
   leafOnly: { type: 'boolean' },
+  tls13: { enum: [...TLS13_POLICIES] },
 };
 
 export const configSchema = {
@@ -148,18 +150,20 @@ export const configSchema = {
     limits: {
       type: 'object',
       additionalProperties: false,
-      required: ['maxHandshakeMessageBytes', 'handshakeTimeoutMs', 'connectTimeoutMs'],
+      required: ['maxHandshakeMessageBytes', 'handshakeTimeoutMs', 'connectTimeoutMs', 'maxBufferedBytes'],
       properties: {
         // Handshake message lengths are uint24 (RFC 8446 §4); below 4 KiB no real Certificate fits.
         maxHandshakeMessageBytes: { type: 'integer', minimum: 4096, maximum: 16777215 },
         handshakeTimeoutMs: { type: 'integer', minimum: 1, maximum: 600_000 },
         connectTimeoutMs: { type: 'integer', minimum: 1, maximum: 300_000 },
+        // Must hold a server flight up to a Certificate of maxHandshakeMessageBytes (checked in the engine too).
+        maxBufferedBytes: { type: 'integer', minimum: 16384, maximum: 67108864 },
       },
     },
     defaults: {
       type: 'object',
       additionalProperties: false,
-      required: ['action', 'identity', 'revocation', 'clientAuth', 'leafOnly'],
+      required: ['action', 'identity', 'revocation', 'clientAuth', 'leafOnly', 'tls13'],
       properties: settingsProperties,
     },
     rules: {

@@ -4,7 +4,9 @@
  * See docs/configuration.md for every field with its default.
  */
 
-export type Action = 'intercept' | 'passthrough' | 'deny';
+export type Action = 'intercept' | 'inspect' | 'passthrough' | 'deny';
+/** What `inspect` does when the server chooses TLS 1.3, whose Certificate is encrypted (RFC 8446 §4.4.2). */
+export type Tls13Policy = 'deny' | 'allowUnchecked' | 'intercept';
 export type RevocationPolicy = 'hardFail' | 'softFail';
 export type ClientAuth = 'none' | 'optional' | 'require';
 
@@ -19,6 +21,11 @@ export interface RuleSettings {
   clientAuth: ClientAuth;
   /** Check only the server's leaf against CRLs, not the intermediates. */
   leafOnly: boolean;
+  /**
+   * `inspect` only, when the server selects TLS 1.3: `deny` (alert protocol_version),
+   * `allowUnchecked` (relay, revocation `not_checked`) or `intercept` (switch to split TLS).
+   */
+  tls13: Tls13Policy;
 }
 
 export interface RuleMatch {
@@ -85,6 +92,8 @@ export interface Config {
     handshakeTimeoutMs: number;
     /** Upstream TCP connect timeout, milliseconds. */
     connectTimeoutMs: number;
+    /** `inspect`: most bytes held back (server flight before its Certificate is checked, workload bytes before the ServerHello), per connection. */
+    maxBufferedBytes: number;
   };
   defaults: RuleSettings;
   rules: Rule[];

@@ -56,6 +56,8 @@ export class Intercept {
   private chain: ChainResult | null = null;
   private tls13 = false;
   private certRequested = false;
+  /** The proxy identity actually went out to the server (not merely configured). */
+  private identityPresented = false;
   private readonly identity: IdentityRef | undefined;
   /** Workload bytes that arrive before the downstream session exists. */
   private pendingWorkload: Buffer[] = [];
@@ -206,6 +208,7 @@ export class Intercept {
       }
       case 'certificateRequest':
         this.certRequested = true;
+        this.identityPresented = !!this.identity;
         if (!this.identity) {
           this.denyUpstream(Reason.clientCertificateRequired, this.noIdentityDetail(), AlertDescription.handshake_failure);
           return false;
@@ -232,6 +235,7 @@ export class Intercept {
         this.denyUpstream(Reason.clientCertificateRequired, this.noIdentityDetail(), AlertDescription.handshake_failure);
         return;
       }
+      this.identityPresented = this.certRequested && !!this.identity;
       this.upWire.release();
     } else if (!this.chain) {
       this.denyUpstream(Reason.badServerCertificate, 'server completed the handshake without a Certificate message', AlertDescription.handshake_failure);
@@ -413,7 +417,7 @@ export class Intercept {
   private substitution(workloadCertificate: boolean): Decision['substitution'] {
     return {
       requested: this.certRequested,
-      identity: this.certRequested && this.identity ? this.identity.name : null,
+      identity: this.identityPresented && this.identity ? this.identity.name : null,
       workloadCertificate,
     };
   }

@@ -53,6 +53,7 @@ function settingsOf(rule: Rule, defaults: RuleSettings): RuleSettings {
     revocation: rule.revocation ?? defaults.revocation,
     clientAuth: rule.clientAuth ?? defaults.clientAuth,
     leafOnly: rule.leafOnly ?? defaults.leafOnly,
+    tls13: rule.tls13 ?? defaults.tls13,
   };
 }
 

@@ -11,6 +11,10 @@ export const Reason = {
   ok: 'ok',
   /** Allowed without inspection: the rule's action is `passthrough`. */
   passthrough: 'passthrough',
+  /** Allowed under `inspect` without any check: the server chose TLS 1.3 (Certificate encrypted) and the rule's `tls13` is `allowUnchecked`. */
+  tls13Unchecked: 'tls13_unchecked',
+  /** Denied under `inspect`: the server chose TLS 1.3, whose Certificate cannot be read, and the rule's `tls13` is `deny` (or intercept is impossible). */
+  tls13NotInspectable: 'tls13_not_inspectable',
   /** Denied by a rule whose action is `deny`, or no rule matched and the default is deny. */
   policyDeny: 'policy_deny',
   /** A certificate of the server's chain is on a usable CRL (RFC 5280 §5.3.1 reason in the decision). */

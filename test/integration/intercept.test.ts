@@ -69,6 +69,7 @@ for (const version of VERSIONS) {
         assert.equal(d.reason, 'certificate_revoked');
         assert.equal(d.revocation?.status, 'revoked');
         assert.equal(d.revocation?.reason, 'keyCompromise');
+        assert.equal(d.substitution?.identity, null, 'no identity reported as presented to a revoked server');
         assert.equal(d.revocation?.serial, w.revoked.serialHex.toLowerCase().replace(/^0+/, ''));
         const out = await s.waitFor(/certificate_revoked|certificate revoked/i);
         assert.doesNotMatch(out, /GET \//, 'no application byte reached the server');

@@ -38,8 +38,8 @@ describe('parseConfig: valid configurations', () => {
     assert.equal(c.admin, '127.0.0.1:9090');
     assert.deepEqual(c.leaf, { validityHours: 24, cacheSize: 1000 });
     assert.deepEqual(c.revocation, { crlPaths: [], crlSigners: [], clockSkewSeconds: 300, watch: true });
-    assert.deepEqual(c.limits, { maxHandshakeMessageBytes: 262144, handshakeTimeoutMs: 10000, connectTimeoutMs: 5000 });
-    assert.deepEqual(c.defaults, { action: 'intercept', identity: null, revocation: 'hardFail', clientAuth: 'none', leafOnly: false });
+    assert.deepEqual(c.limits, { maxHandshakeMessageBytes: 262144, handshakeTimeoutMs: 10000, connectTimeoutMs: 5000, maxBufferedBytes: 524288 });
+    assert.deepEqual(c.defaults, { action: 'intercept', identity: null, revocation: 'hardFail', clientAuth: 'none', leafOnly: false, tls13: 'deny' });
     assert.deepEqual(c.rules, []);
     assert.equal(c.log.level, 'info');
     assert.equal(c.trust.systemRoots, false);
@@ -82,7 +82,7 @@ log: {level: debug}
       { name: 'p12', pfx: '/etc/ca-proxy/id.p12', passphraseEnv: 'ID_PASS' },
     ]);
     assert.deepEqual(c.workloadCA, ['/etc/ca-proxy/workload.pem']);
-    assert.deepEqual(c.defaults, { action: 'intercept', identity: 'default', revocation: 'hardFail', clientAuth: 'optional', leafOnly: false });
+    assert.deepEqual(c.defaults, { action: 'intercept', identity: 'default', revocation: 'hardFail', clientAuth: 'optional', leafOnly: false, tls13: 'deny' });
     // Rules keep only what they set: the policy merges them over defaults at match time.
     assert.deepEqual(c.rules[0], { name: 'bank', match: { sni: '**.bank.example' }, identity: 'p12', revocation: 'softFail' });
     assert.deepEqual(c.rules[1], { match: { port: 25 }, action: 'deny' });

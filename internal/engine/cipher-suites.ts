@@ -1,0 +1,43 @@
+/**
+ * IANA names of the TLS cipher suites a ServerHello commonly selects (IANA "TLS Cipher Suites"
+ * registry; RFC 8446 §B.4, RFC 5289, RFC 7905, RFC 5246 §A.5), for decisions made from the
+ * bytes (inspect mode), where no OpenSSL session can name the suite. The same spelling as
+ * Node's `getCipher().standardName`.
+ */
+const NAMES: Record<number, string> = {
+  0x1301: 'TLS_AES_128_GCM_SHA256',
+  0x1302: 'TLS_AES_256_GCM_SHA384',
+  0x1303: 'TLS_CHACHA20_POLY1305_SHA256',
+  0x1304: 'TLS_AES_128_CCM_SHA256',
+  0xc02b: 'TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256',
+  0xc02c: 'TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384',
+  0xc02f: 'TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256',
+  0xc030: 'TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384',
+  0xcca8: 'TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256',
+  0xcca9: 'TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256',
+  0xc009: 'TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA',
+  0xc00a: 'TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA',
+  0xc013: 'TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA',
+  0xc014: 'TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA',
+  0xc023: 'TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256',
+  0xc024: 'TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384',
+  0xc027: 'TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256',
+  0xc028: 'TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384',
+  0xc011: 'TLS_ECDHE_RSA_WITH_RC4_128_SHA',
+  0x009e: 'TLS_DHE_RSA_WITH_AES_128_GCM_SHA256',
+  0x009f: 'TLS_DHE_RSA_WITH_AES_256_GCM_SHA384',
+  0xccaa: 'TLS_DHE_RSA_WITH_CHACHA20_POLY1305_SHA256',
+  0x009c: 'TLS_RSA_WITH_AES_128_GCM_SHA256',
+  0x009d: 'TLS_RSA_WITH_AES_256_GCM_SHA384',
+  0x002f: 'TLS_RSA_WITH_AES_128_CBC_SHA',
+  0x0035: 'TLS_RSA_WITH_AES_256_CBC_SHA',
+  0x003c: 'TLS_RSA_WITH_AES_128_CBC_SHA256',
+  0x000a: 'TLS_RSA_WITH_3DES_EDE_CBC_SHA',
+  0x0004: 'TLS_RSA_WITH_RC4_128_MD5',
+  0x0005: 'TLS_RSA_WITH_RC4_128_SHA',
+};
+
+/** The IANA name of cipher suite `id` (0..0xffff), or `0x` + 4 hex digits when not in the table. */
+export function cipherSuiteName(id: number): string {
+  return NAMES[id] ?? `0x${id.toString(16).padStart(4, '0')}`;
+}
