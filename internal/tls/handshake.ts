@@ -8,6 +8,7 @@
  * Every parser reads through BoundedReader and throws only ParseError.
  */
 import { BoundedReader, ParseError } from './reader';
+import { Framer } from './framer';
 
 /** HandshakeType values (RFC 8446 §4; RFC 5246 §7.4). */
 export const HandshakeType = {
@@ -118,12 +119,7 @@ export interface HandshakeReaderOptions {
  */
 export class HandshakeReader {
   readonly maxMessageBytes: number;
-  private parts: Buffer[] = [];
-  private partsLen = 0;
-  /** Header + body size of the partial message once its header is known, else -1. */
-  private need = -1;
-  private failed: ParseError | null = null;
-  private readonly scratch = Buffer.alloc(HANDSHAKE_HEADER_BYTES);
+  private readonly framer: Framer;
 
   constructor(opts: HandshakeReaderOptions = {}) {
     const max = opts.maxMessageBytes ?? DEFAULT_MAX_HANDSHAKE_MESSAGE_BYTES;
@@ -131,6 +127,11 @@ export class HandshakeReader {
       throw new RangeError(`maxMessageBytes must be an integer in 0..2^24-1, got ${max}`);
     }
     this.maxMessageBytes = max;
+    this.framer = new Framer(HANDSHAKE_HEADER_BYTES, (buf, off) => {
+      const len = (buf[off + 1]! << 16) | (buf[off + 2]! << 8) | buf[off + 3]!;
+      if (len > max) throw new ParseError('too_large', `handshake ${handshakeTypeName(buf[off]!)}: length ${len} exceeds ${max}`);
+      return len;
+    });
   }
 
   /**
@@ -138,7 +139,7 @@ export class HandshakeReader {
    * change means a message spans a key change, which RFC 8446 §5.1 forbids.
    */
   get buffered(): number {
-    return this.partsLen;
+    return this.framer.buffered;
   }
 
   /**
@@ -147,81 +148,7 @@ export class HandshakeReader {
    * @throws ParseError 'too_large' when a header announces more than maxMessageBytes
    */
   push(fragment: Buffer): HandshakeMessage[] {
-    if (this.failed) throw this.failed;
-    try {
-      return this.pushInner(fragment);
-    } catch (e) {
-      if (e instanceof ParseError) this.failed = e;
-      throw e;
-    }
-  }
-
-  private pushInner(chunk: Buffer): HandshakeMessage[] {
-    const out: HandshakeMessage[] = [];
-    let off = 0;
-
-    if (this.partsLen > 0) {
-      if (this.need < 0) {
-        const take = Math.min(HANDSHAKE_HEADER_BYTES - this.partsLen, chunk.length);
-        this.append(chunk.subarray(0, take));
-        off = take;
-        if (this.partsLen < HANDSHAKE_HEADER_BYTES) return out;
-        this.learnHeader();
-      }
-      const take = Math.min(this.need - this.partsLen, chunk.length - off);
-      if (take > 0) this.append(chunk.subarray(off, off + take));
-      off += take;
-      if (this.partsLen < this.need) return out;
-      const raw = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.partsLen);
-      this.parts = [];
-      this.partsLen = 0;
-      this.need = -1;
-      out.push(toMessage(raw));
-    }
-
-    while (chunk.length - off >= HANDSHAKE_HEADER_BYTES) {
-      const total = HANDSHAKE_HEADER_BYTES + this.checkLength(chunk, off);
-      if (chunk.length - off < total) break;
-      out.push(toMessage(chunk.subarray(off, off + total)));
-      off += total;
-    }
-
-    if (off < chunk.length) {
-      this.append(chunk.subarray(off));
-      if (this.partsLen >= HANDSHAKE_HEADER_BYTES) this.learnHeader();
-    }
-    return out;
-  }
-
-  private append(piece: Buffer): void {
-    this.parts.push(piece);
-    this.partsLen += piece.length;
-  }
-
-  private checkLength(buf: Buffer, off: number): number {
-    const len = (buf[off + 1]! << 16) | (buf[off + 2]! << 8) | buf[off + 3]!;
-    if (len > this.maxMessageBytes) {
-      throw new ParseError(
-        'too_large',
-        `handshake ${handshakeTypeName(buf[off]!)}: length ${len} exceeds ${this.maxMessageBytes}`,
-      );
-    }
-    return len;
-  }
-
-  private learnHeader(): void {
-    let head = this.parts[0]!;
-    if (head.length < HANDSHAKE_HEADER_BYTES) {
-      let got = 0;
-      for (const p of this.parts) {
-        const n = Math.min(p.length, HANDSHAKE_HEADER_BYTES - got);
-        p.copy(this.scratch, got, 0, n);
-        got += n;
-        if (got === HANDSHAKE_HEADER_BYTES) break;
-      }
-      head = this.scratch;
-    }
-    this.need = HANDSHAKE_HEADER_BYTES + this.checkLength(head, 0);
+    return this.framer.push(fragment).map(toMessage);
   }
 }
 

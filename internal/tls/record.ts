@@ -7,6 +7,7 @@
  *            opaque fragment[length]; } TLSPlaintext;
  */
 import { ParseError } from './reader';
+import { Framer } from './framer';
 
 /** ContentType values (RFC 8446 §5.1; RFC 5246 §6.2.1). */
 export const ContentType = {
@@ -84,17 +85,11 @@ function toRecord(raw: Buffer): TlsRecord {
  * the failing chunk are not returned.
  */
 export class RecordReader {
-  /** Pieces of the partial record, in order (views into earlier chunks). */
-  private parts: Buffer[] = [];
-  private partsLen = 0;
-  /** Total size (header + fragment) of the partial record once its header is known, else -1. */
-  private need = -1;
-  private failed: ParseError | null = null;
-  private readonly scratch = Buffer.alloc(RECORD_HEADER_BYTES);
+  private readonly framer = new Framer(RECORD_HEADER_BYTES, checkHeader);
 
   /** Bytes held for a record that is not yet complete. */
   get buffered(): number {
-    return this.partsLen;
+    return this.framer.buffered;
   }
 
   /**
@@ -102,11 +97,7 @@ export class RecordReader {
    * framing mid-stream (the rest is relayed as opaque bytes) and must not lose any.
    */
   takePending(): Buffer {
-    const out = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.partsLen);
-    this.parts = [];
-    this.partsLen = 0;
-    this.need = -1;
-    return out;
+    return this.framer.takePending();
   }
 
   /**
@@ -115,75 +106,7 @@ export class RecordReader {
    * @throws ParseError 'malformed' | 'too_large' on a bad record header
    */
   push(chunk: Buffer): TlsRecord[] {
-    if (this.failed) throw this.failed;
-    try {
-      return this.pushInner(chunk);
-    } catch (e) {
-      if (e instanceof ParseError) this.failed = e;
-      throw e;
-    }
-  }
-
-  private pushInner(chunk: Buffer): TlsRecord[] {
-    const out: TlsRecord[] = [];
-    let off = 0;
-
-    if (this.partsLen > 0) {
-      // Finish the record left over from earlier chunks first.
-      if (this.need < 0) {
-        const take = Math.min(RECORD_HEADER_BYTES - this.partsLen, chunk.length);
-        this.append(chunk.subarray(0, take));
-        off = take;
-        if (this.partsLen < RECORD_HEADER_BYTES) return out;
-        this.learnHeader();
-      }
-      const take = Math.min(this.need - this.partsLen, chunk.length - off);
-      if (take > 0) this.append(chunk.subarray(off, off + take));
-      off += take;
-      if (this.partsLen < this.need) return out;
-      const raw = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.partsLen);
-      this.parts = [];
-      this.partsLen = 0;
-      this.need = -1;
-      out.push(toRecord(raw));
-    }
-
-    // Fast path: whole records inside this chunk are returned as views.
-    while (chunk.length - off >= RECORD_HEADER_BYTES) {
-      const total = RECORD_HEADER_BYTES + checkHeader(chunk, off);
-      if (chunk.length - off < total) break;
-      out.push(toRecord(chunk.subarray(off, off + total)));
-      off += total;
-    }
-
-    if (off < chunk.length) {
-      this.append(chunk.subarray(off));
-      if (this.partsLen >= RECORD_HEADER_BYTES) this.learnHeader();
-    }
-    return out;
-  }
-
-  private append(piece: Buffer): void {
-    this.parts.push(piece);
-    this.partsLen += piece.length;
-  }
-
-  /** The partial record now has ≥ 5 bytes: check its header and learn its size. */
-  private learnHeader(): void {
-    let head = this.parts[0]!;
-    if (head.length < RECORD_HEADER_BYTES) {
-      // The header itself was split across chunks: gather its 5 bytes into a scratch buffer
-      // (the pieces stay as they are; the record is joined once, when complete).
-      let got = 0;
-      for (const p of this.parts) {
-        const n = Math.min(p.length, RECORD_HEADER_BYTES - got);
-        p.copy(this.scratch, got, 0, n);
-        got += n;
-        if (got === RECORD_HEADER_BYTES) break;
-      }
-      head = this.scratch;
-    }
-    this.need = RECORD_HEADER_BYTES + checkHeader(head, 0);
+    return this.framer.push(chunk).map(toRecord);
   }
 }
 
