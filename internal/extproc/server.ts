@@ -1,0 +1,158 @@
+/**
+ * The gRPC server of `ca-proxy serve-extproc`: Envoy's `NetworkExternalProcessor` (one
+ * ProcessStream, hence one Session, per `Process` stream) and `grpc.health.v1.Health`.
+ *
+ * Placement (DESIGN.md): plaintext on a Unix socket or loopback for the sidecar; TLS with
+ * client-certificate verification for a central processor. Shutdown stops accepting new streams,
+ * lets open streams finish until a deadline, then cancels what is left.
+ */
+import fs from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
+import type { EngineContext } from '../engine/context';
+import { loadProtos, EXTPROC_SERVICE } from './protos';
+import { ProcessStream, DEFAULT_STREAM_OPTIONS, type ProcessCall, type StreamOptions } from './stream';
+
+export interface ExtProcTls {
+  /** PEM certificate chain of the server. */
+  cert: string;
+  /** PEM private key. */
+  key: string;
+  /** PEM bundle of CAs that sign Envoy's client certificates; clients without one are refused. */
+  clientCA: string;
+}
+
+export interface ExtProcServerOptions extends Partial<StreamOptions> {
+  /** `unix:/path/to.sock` or `host:port` (port 0: any free port). */
+  listen: string;
+  /** TLS with client-certificate verification; null or absent: plaintext. */
+  tls?: ExtProcTls | null;
+  /** Readiness for the health service (e.g. a usable CRL set is loaded). */
+  ready?: () => boolean;
+}
+
+export interface ExtProcServer {
+  /** What the server is bound to: `unix:/path` or `host:port` with the real port. */
+  address: string;
+  /** The TCP port, or null for a Unix socket. */
+  port: number | null;
+  /** Open Process streams right now. */
+  streams(): number;
+  /**
+   * Stops accepting streams (health turns NOT_SERVING), waits up to `deadlineMs` for open streams
+   * to finish, then cancels the rest.
+   */
+  close(deadlineMs?: number): Promise<void>;
+}
+
+type HealthStatus = 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
+
+export async function startExtProcServer(ctx: EngineContext, opts: ExtProcServerOptions): Promise<ExtProcServer> {
+  const protos = loadProtos();
+  const streamOpts: StreamOptions = { ...DEFAULT_STREAM_OPTIONS, ...definedOnly(opts) };
+  const server = new grpc.Server({
+    // Envoy keeps one HTTP/2 connection with many streams; the default concurrent-stream limit
+    // (unbounded in grpc-js) stays, and keepalive notices a vanished sidecar.
+    'grpc.keepalive_time_ms': 30_000,
+    'grpc.keepalive_timeout_ms': 10_000,
+  });
+  const open = new Set<ProcessStream>();
+  let shuttingDown = false;
+
+  server.addService(protos.extProc.service, {
+    Process: (call: ProcessCall) => {
+      if (shuttingDown) {
+        call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'ca-proxy is shutting down' });
+        return;
+      }
+      let s: ProcessStream | null = null;
+      s = new ProcessStream(ctx, call, streamOpts, () => {
+        if (s) open.delete(s);
+      });
+      open.add(s);
+    },
+  });
+
+  const status = (service: string): HealthStatus | null => {
+    if (service !== '' && service !== EXTPROC_SERVICE) return null;
+    return !shuttingDown && (opts.ready?.() ?? true) ? 'SERVING' : 'NOT_SERVING';
+  };
+  const watchers = new Set<{ service: string; last: HealthStatus | null; call: grpc.ServerWritableStream<{ service?: string }, { status: string }> }>();
+  const pushHealth = () => {
+    for (const w of watchers) {
+      const now = status(w.service) ?? 'SERVICE_UNKNOWN';
+      if (now !== w.last) {
+        w.last = now;
+        w.call.write({ status: now });
+      }
+    }
+  };
+  const healthTimer = setInterval(pushHealth, 1000);
+  healthTimer.unref();
+  server.addService(protos.health.service, {
+    Check: (call: grpc.ServerUnaryCall<{ service?: string }, { status: string }>, cb: grpc.sendUnaryData<{ status: string }>) => {
+      const s = status(call.request.service ?? '');
+      if (s === null) cb({ code: grpc.status.NOT_FOUND, details: `unknown service "${call.request.service}"` });
+      else cb(null, { status: s });
+    },
+    Watch: (call: grpc.ServerWritableStream<{ service?: string }, { status: string }>) => {
+      const w = { service: call.request.service ?? '', last: null as HealthStatus | null, call };
+      watchers.add(w);
+      call.on('cancelled', () => watchers.delete(w));
+      call.on('close', () => watchers.delete(w));
+      pushHealth();
+    },
+  });
+
+  const credentials = opts.tls
+    ? grpc.ServerCredentials.createSsl(
+        fs.readFileSync(opts.tls.clientCA),
+        [{ cert_chain: fs.readFileSync(opts.tls.cert), private_key: fs.readFileSync(opts.tls.key) }],
+        true,
+      )
+    : grpc.ServerCredentials.createInsecure();
+
+  if (opts.listen.startsWith('unix:')) {
+    const p = opts.listen.slice('unix:'.length).replace(/^\/\/(?=\/)/, '');
+    // A socket file left by a killed process would make the bind fail.
+    if (fs.existsSync(p) && fs.statSync(p).isSocket()) fs.unlinkSync(p);
+  }
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(opts.listen, credentials, (err, p) => (err ? reject(new Error(`extproc listen ${opts.listen}: ${err.message}`)) : resolve(p))),
+  );
+  const isUnix = opts.listen.startsWith('unix:');
+  const address = isUnix ? opts.listen : opts.listen.replace(/:\d+$/, `:${port}`);
+
+  return {
+    address,
+    port: isUnix ? null : port,
+    streams: () => open.size,
+    close: (deadlineMs = 10_000) =>
+      new Promise<void>((resolve) => {
+        shuttingDown = true;
+        pushHealth();
+        clearInterval(healthTimer);
+        const t = setTimeout(() => {
+          server.forceShutdown();
+          for (const w of watchers) w.call.end();
+          resolve();
+        }, deadlineMs);
+        t.unref();
+        for (const w of watchers) w.call.end();
+        watchers.clear();
+        server.tryShutdown(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      }),
+  };
+}
+
+function definedOnly(o: Partial<StreamOptions>): Partial<StreamOptions> {
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(DEFAULT_STREAM_OPTIONS)) {
+    const v = (o as Record<string, unknown>)[k];
+    if (v !== undefined) out[k] = v;
+  }
+  if (o.onStreamError) out.onStreamError = o.onStreamError;
+  return out as Partial<StreamOptions>;
+}

@@ -1,0 +1,260 @@
+/**
+ * A STAND-IN for Envoy's network external processing filter (`envoy.filters.network.ext_proc`),
+ * not Envoy: Envoy cannot run on the project's machines (DESIGN.md). It reproduces the behaviours
+ * of the filter in Envoy's repository, `source/extensions/filters/network/ext_proc/ext_proc.cc`,
+ * that ca-proxy depends on, so the tests exercise ca-proxy's gRPC service as Envoy would:
+ *
+ * - Accepts a TCP connection, opens one `NetworkExternalProcessor/Process` stream for it, and
+ *   connects upstream to a configured address (standing in for tcp_proxy to an ORIGINAL_DST
+ *   cluster).
+ * - `onData` / `onWrite`: every chunk read from the downstream (workload) socket is sent as
+ *   `read_data`, every chunk from the upstream (server) socket as `write_data`, with
+ *   `end_of_stream` on a half-close; the bytes are drained — nothing is forwarded unless a
+ *   response carries it (`data_processing_status: MODIFIED` → the response's bytes;
+ *   `UNMODIFIED` → the request's own bytes).
+ * - Counts outstanding requests per direction, as the filter does to decide when connection close
+ *   may proceed. A response that answers no outstanding request of its direction (unsolicited or
+ *   cross-direction), or that sets both or neither of `read_data`/`write_data`, is a protocol
+ *   violation: it is recorded and `assertClean()` fails the test (in Envoy it would drive the
+ *   counter negative and leak the connection).
+ * - `connection_status` is applied *before* the response's data: `CLOSE` closes both sides with
+ *   FIN, `CLOSE_RST` with RST, and the response's data is dropped; `CONTINUE` forwards it.
+ * - `message_timeout` (default 200 ms) per request; a timeout, a stream error or a stream closed
+ *   by the processor is a failure: with `failure_mode_allow: false` the connection is closed, with
+ *   `true` later traffic passes unprocessed (bytes already drained into the stream are lost, as in
+ *   Envoy).
+ * - `dynamic_metadata` is merged into the connection's metadata (what the access log would print).
+ * - Optionally (`honourCloseStream`, Envoy ≥ 1.39) `close_stream_to_ext_proc_server` ends the
+ *   stream and later bytes bypass the processor.
+ * - gRPC flow control: when the stream does not accept a request (write returns false), the
+ *   source socket is paused until it drains, so a slow processor slows the peers.
+ */
+import net from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+import { loadProtos, fromStruct, type ProcessingRequest, type ProcessingResponse } from '../../internal/extproc/protos';
+
+export interface StandInOptions {
+  /** The processor: `unix:/path` or `host:port`. */
+  target: string;
+  /** Where upstream connections go (the ORIGINAL_DST stand-in). */
+  upstream: { host: string; port: number };
+  failureModeAllow?: boolean;
+  messageTimeoutMs?: number;
+  credentials?: grpc.ChannelCredentials;
+  /** `grpc_service.initial_metadata`: request headers on every stream. */
+  initialMetadata?: Record<string, string>;
+  honourCloseStream?: boolean;
+}
+
+type Dir = 'read' | 'write';
+const FIELD = { read: 'read_data', write: 'write_data' } as const;
+
+export interface StandInConnection {
+  id: number;
+  /** Dynamic metadata written by the processor, by namespace. */
+  metadata: Record<string, Record<string, unknown>>;
+  requests: Record<Dir, number>;
+  responses: Record<Dir, number>;
+  violations: string[];
+  /** How the connection ended: by a processor response, a failure, or the peers. */
+  closedBy: 'CLOSE' | 'CLOSE_RST' | 'failure' | 'peers' | null;
+  /** Failure reason (message_timeout, stream error) if any. */
+  failure: string | null;
+  /** Traffic passes unprocessed (failure_mode_allow after a failure, or a closed stream). */
+  bypass: boolean;
+  /** Resolves when both sockets are closed. */
+  done: Promise<void>;
+}
+
+export class EnvoyStandIn {
+  readonly connections: StandInConnection[] = [];
+  private readonly server: net.Server;
+  private readonly client: grpc.Client;
+  private readonly sockets = new Set<net.Socket>();
+  port = 0;
+
+  private constructor(private readonly opts: StandInOptions) {
+    const { extProc } = loadProtos();
+    this.client = new extProc(opts.target, opts.credentials ?? grpc.credentials.createInsecure());
+    this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => this.accept(s));
+  }
+
+  static async start(opts: StandInOptions): Promise<EnvoyStandIn> {
+    const e = new EnvoyStandIn(opts);
+    await new Promise<void>((resolve) => e.server.listen(0, '127.0.0.1', resolve));
+    e.port = (e.server.address() as net.AddressInfo).port;
+    return e;
+  }
+
+  /** Every protocol violation seen on any connection. */
+  violations(): string[] {
+    return this.connections.flatMap((c) => c.violations.map((v) => `connection ${c.id}: ${v}`));
+  }
+
+  /** Throws (fails the test) if any response broke Envoy's lockstep rules. */
+  assertClean(): void {
+    const v = this.violations();
+    if (v.length) throw new Error(`ext_proc protocol violations:\n  ${v.join('\n  ')}`);
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((r) => this.server.close(() => r()));
+    this.client.close();
+  }
+
+  private accept(down: net.Socket): void {
+    const o = this.opts;
+    const timeoutMs = o.messageTimeoutMs ?? 200;
+    let resolveDone!: () => void;
+    const conn: StandInConnection = {
+      id: this.connections.length + 1,
+      metadata: {},
+      requests: { read: 0, write: 0 },
+      responses: { read: 0, write: 0 },
+      violations: [],
+      closedBy: null,
+      failure: null,
+      bypass: false,
+      done: new Promise<void>((r) => (resolveDone = r)),
+    };
+    this.connections.push(conn);
+    const up = net.connect({ host: o.upstream.host, port: o.upstream.port, allowHalfOpen: true });
+    for (const s of [down, up]) {
+      this.sockets.add(s);
+      s.on('error', () => undefined);
+    }
+    const source: Record<Dir, net.Socket> = { read: down, write: up };
+    const sink: Record<Dir, net.Socket> = { read: up, write: down };
+    const pending: Record<Dir, { data: Buffer; timer: NodeJS.Timeout }[]> = { read: [], write: [] };
+    let closed = false;
+    let streamOpen = true;
+
+    const md = new grpc.Metadata();
+    for (const [k, v] of Object.entries(o.initialMetadata ?? {})) md.set(k, v);
+    const call = (this.client as unknown as { Process(md: grpc.Metadata): grpc.ClientDuplexStream<ProcessingRequest, ProcessingResponse> }).Process(md);
+
+    const violation = (text: string) => conn.violations.push(text);
+
+    const endStream = () => {
+      if (!streamOpen) return;
+      streamOpen = false;
+      for (const d of ['read', 'write'] as const) for (const p of pending[d]) clearTimeout(p.timer);
+      pending.read = [];
+      pending.write = [];
+      call.end();
+      // Envoy resets the stream with the connection; give the processor a moment to see the half-close.
+      setTimeout(() => call.cancel(), 1000).unref();
+    };
+
+    const closeConnection = (how: 'CLOSE' | 'CLOSE_RST' | 'failure') => {
+      if (closed) return;
+      closed = true;
+      conn.closedBy = how;
+      endStream();
+      if (how === 'CLOSE_RST') {
+        down.resetAndDestroy();
+        up.resetAndDestroy();
+      } else if (how === 'CLOSE') {
+        down.end();
+        up.end();
+        setTimeout(() => {
+          down.destroy();
+          up.destroy();
+        }, 500).unref();
+      } else {
+        down.destroy();
+        up.destroy();
+      }
+    };
+
+    const fail = (reason: string) => {
+      if (closed || conn.bypass) return;
+      conn.failure = reason;
+      if (o.failureModeAllow) {
+        conn.bypass = true;
+        endStream();
+        down.resume();
+        up.resume();
+      } else {
+        closeConnection('failure');
+      }
+    };
+
+    const send = (dir: Dir, data: Buffer, eos: boolean) => {
+      if (closed) return;
+      if (conn.bypass) {
+        if (data.length) sink[dir].write(data);
+        if (eos) sink[dir].end();
+        return;
+      }
+      conn.requests[dir]++;
+      const timer = setTimeout(() => fail(`message_timeout: ${FIELD[dir]} request unanswered after ${timeoutMs} ms`), timeoutMs);
+      pending[dir].push({ data, timer });
+      const ok = call.write({ [FIELD[dir]]: { data, end_of_stream: eos } });
+      if (!ok) {
+        source[dir].pause();
+        call.once('drain', () => source[dir].resume());
+      }
+    };
+
+    call.on('data', (res: ProcessingResponse) => {
+      if (closed) return;
+      const r = !!res.read_data;
+      const w = !!res.write_data;
+      if (r && w) return violation('response sets both read_data and write_data');
+      if (!r && !w) return violation('response sets neither read_data nor write_data: it answers no request');
+      const dir: Dir = r ? 'read' : 'write';
+      const req = pending[dir].shift();
+      if (!req) return violation(`unsolicited ${FIELD[dir]} response: no ${FIELD[dir]} request is outstanding (requests ${conn.requests[dir]}, responses ${conn.responses[dir] + 1})`);
+      clearTimeout(req.timer);
+      conn.responses[dir]++;
+      if (res.dynamic_metadata) {
+        for (const [ns, v] of Object.entries(fromStruct(res.dynamic_metadata))) {
+          conn.metadata[ns] = { ...(conn.metadata[ns] ?? {}), ...(v as Record<string, unknown>) };
+        }
+      }
+      const status = res.connection_status ?? 'CONTINUE';
+      if (status === 'CLOSE' || status === 'CLOSE_RST') return closeConnection(status);
+      const body = res[FIELD[dir]]!;
+      const bytes = res.data_processing_status === 'MODIFIED' ? (body.data ?? Buffer.alloc(0)) : req.data;
+      if (bytes.length) sink[dir].write(bytes);
+      if (body.end_of_stream) sink[dir].end();
+      if (res.close_stream_to_ext_proc_server && o.honourCloseStream) {
+        conn.bypass = true;
+        endStream();
+      }
+    });
+    call.on('error', (err: grpc.ServiceError) => {
+      if (err.code === grpc.status.CANCELLED && !streamOpen) return;
+      fail(`ext_proc stream failed: ${grpc.status[err.code]} ${err.details}`);
+    });
+    call.on('end', () => {
+      if (streamOpen && !closed) fail('ext_proc stream closed by the processor');
+    });
+
+    for (const dir of ['read', 'write'] as const) {
+      const s = source[dir];
+      s.on('data', (chunk: Buffer) => send(dir, chunk, false));
+      s.on('end', () => send(dir, Buffer.alloc(0), true));
+    }
+    let closedSockets = 0;
+    for (const s of [down, up]) {
+      s.on('close', () => {
+        this.sockets.delete(s);
+        if (++closedSockets === 2) {
+          if (!conn.closedBy) conn.closedBy = conn.failure ? 'failure' : 'peers';
+          closed = true;
+          endStream();
+          resolveDone();
+        } else if (!closed && s === up && !conn.bypass && up.destroyed && !down.destroyed && (up as net.Socket & { _hadError?: boolean })._hadError) {
+          // The upstream reset: Envoy's tcp_proxy closes the downstream.
+          down.destroy();
+        }
+      });
+    }
+    up.once('error', () => down.destroy());
+    down.once('error', () => up.destroy());
+    down.resume();
+  }
+}
