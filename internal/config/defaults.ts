@@ -26,6 +26,7 @@ export function defaultConfig(): ConfigDefaults {
     defaults: { action: 'intercept', identity: null, revocation: 'hardFail', clientAuth: 'none', leafOnly: false, tls13: 'deny' },
     rules: [],
     log: { level: 'info' },
+    extproc: { listen: '127.0.0.1:9901', tls: null, closeMode: 'CLOSE', shutdownDeadlineMs: 10000, defaultPort: 443 },
   };
 }
 

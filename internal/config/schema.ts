@@ -80,6 +80,7 @@ export const configSchema = {
     'defaults',
     'rules',
     'log',
+    'extproc',
   ],
   properties: {
     listen: {
@@ -199,6 +200,27 @@ export const configSchema = {
       additionalProperties: false,
       required: ['level'],
       properties: { level: { enum: [...LOG_LEVELS] } },
+    },
+    extproc: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['listen', 'tls', 'closeMode', 'shutdownDeadlineMs', 'defaultPort'],
+      properties: {
+        listen: {
+          type: 'string',
+          pattern: `^(?:unix:.+|${HOST_PORT_PATTERN.slice(1, -1)})$`,
+          [EXPECTED_KEYWORD]: 'unix:/path/to.sock or host:port, e.g. 127.0.0.1:9901',
+        },
+        tls: {
+          type: ['object', 'null'],
+          additionalProperties: false,
+          required: ['cert', 'key', 'clientCA'],
+          properties: { cert: filePath, key: filePath, clientCA: filePath },
+        },
+        closeMode: { enum: ['CLOSE', 'CLOSE_RST'] },
+        shutdownDeadlineMs: { type: 'integer', minimum: 0, maximum: 600_000 },
+        defaultPort: port,
+      },
     },
   },
 } as const;

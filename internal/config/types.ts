@@ -98,4 +98,20 @@ export interface Config {
   defaults: RuleSettings;
   rules: Rule[];
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
+  /** `ca-proxy serve-extproc`: the Envoy network ext_proc gRPC service (docs/extproc.md). */
+  extproc: ExtProcConfig;
+}
+
+/** The Envoy network ext_proc gRPC listener (`ca-proxy serve-extproc`). */
+export interface ExtProcConfig {
+  /** `unix:/path/to.sock` or `host:port` (sidecar placement: a Unix socket or loopback). */
+  listen: string;
+  /** TLS with client-certificate verification (central placement); null: plaintext. Paths are relative to the config file. */
+  tls: { cert: string; key: string; clientCA: string } | null;
+  /** How a denied connection is closed once its alert has been delivered: FIN (`CLOSE`) or RST (`CLOSE_RST`). */
+  closeMode: 'CLOSE' | 'CLOSE_RST';
+  /** On SIGTERM, how long open streams may finish before they are cancelled, milliseconds. */
+  shutdownDeadlineMs: number;
+  /** Destination port when Envoy does not name one (request header `x-ca-proxy-destination-port`). */
+  defaultPort: number;
 }
