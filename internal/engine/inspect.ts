@@ -150,35 +150,44 @@ export class Inspect {
     if (this.state === 'Done') return;
     if (chunk.length) {
       this.workloadLog?.push(chunk);
+      if (this.state === 'Following') {
+        // The server's chain passed: forward first, read after (a reader never delays bytes).
+        this.host.send('server', chunk);
+        this.workloadSent += chunk.length;
+      } else {
+        this.heldWorkload.push(chunk);
+      }
       if (!this.observe(this.client, chunk)) return;
-      this.heldWorkload.push(chunk);
       this.forwardWorkload();
       if (!this.withinLimits()) return;
+      this.maybeDecide();
     }
-    if (end) {
+    if (end && !this.decided()) {
       this.workloadEnded = true;
-      this.host.deny(Reason.peerClosed, `workload closed the connection during the handshake (${this.state})`, null, this.extras());
       this.state = 'Done';
+      this.host.deny(Reason.peerClosed, `workload closed the connection during the handshake`, null, this.extras());
     }
   }
 
   fromServer(chunk: Buffer, end: boolean): void {
     if (this.state === 'Done') return;
     if (chunk.length) {
-      const holding = this.state === 'AwaitServerHello' || this.state === 'AwaitCertificate';
-      if (holding) this.heldServer.push(chunk);
-      const stateBefore = this.state;
+      if (this.state === 'Following') this.host.send('workload', chunk);
+      else this.heldServer.push(chunk); // released (or dropped) by the event that ends the hold
       if (!this.observe(this.server, chunk)) return;
-      // Bytes of a chunk that arrived while following are forwarded now; held ones were released by the event that ended the hold.
-      if (!holding && stateBefore === 'Following' && this.state !== 'Done') this.host.send('workload', chunk);
-      else if (!holding && stateBefore === 'Following') this.host.send('workload', chunk);
       if (!this.withinLimits()) return;
       this.maybeDecide();
     }
-    if (end && this.state !== 'Done') {
-      this.host.deny(Reason.peerClosed, `server closed the connection during the handshake (${this.state})`, this.workloadPlaintext && this.state !== 'Following' ? AlertDescription.handshake_failure : null, this.extras());
+    if (end && !this.decided()) {
+      const alert = this.state === 'Following' ? null : AlertDescription.handshake_failure;
       this.state = 'Done';
+      this.host.deny(Reason.peerClosed, 'server closed the connection during the handshake', alert, this.extras());
     }
+  }
+
+  /** Whether this flow is over (a method call may have changed the state since TypeScript last looked). */
+  private decided(): boolean {
+    return this.state === 'Done';
   }
 
   /** The handshake timeout fired before a decision: alerts to both peers, a decision, a clean close. */
@@ -249,7 +258,6 @@ export class Inspect {
         return this.onCertificate(ev.chain);
       case 'certificateRequest':
         this.certRequested = true;
-        this.client.setVersion(this.serverHello?.selectedVersion ?? 0x0303);
         return true;
       case 'serverHelloDone':
         if (this.state === 'AwaitCertificate') {
@@ -259,9 +267,11 @@ export class Inspect {
         return true;
       case 'alert':
         if (ev.level === AlertLevel.warning && ev.description !== AlertDescription.close_notify) return true;
-        // The server's own alert reaches the workload, but no held (unchecked) bytes before it.
-        this.heldServer.clear();
-        this.host.send('workload', buildAlert(ev.description, { level: ev.level, version: this.recordVersion() }));
+        if (this.state !== 'Following') {
+          // The server's own alert reaches the workload, but none of the held (unchecked) bytes before it.
+          this.heldServer.clear();
+          this.host.send('workload', buildAlert(ev.description, { level: ev.level, version: this.recordVersion() }));
+        }
         this.peerAborted('server', ev.description);
         return false;
       case 'changeCipherSpec':

@@ -111,6 +111,8 @@ export class ServerFlightWatcher {
 
 /** What a HandshakeObserver saw, in stream order. `end` is the stream offset just past the record that carried it. */
 export type ObservedEvent = { end: number } & (
+  /** Every handshake message, before any event it causes: HandshakeType and body length. */
+  | { kind: 'message'; type: number; length: number }
   | { kind: 'clientHello' }
   | { kind: 'serverHello'; hello: ServerHello }
   | { kind: 'certificate'; chain: Buffer[] }
@@ -210,6 +212,7 @@ export class HandshakeObserver {
   }
 
   private message(type: number, body: Buffer, end: number, events: ObservedEvent[]): void {
+    events.push({ kind: 'message', type, length: body.length, end });
     switch (type) {
       case HandshakeType.client_hello:
         if (this.side !== 'client') throw new ParseError('malformed', 'ClientHello from the server');

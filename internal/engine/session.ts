@@ -14,10 +14,15 @@
  * States and transitions (the whole table):
  *
  *   AwaitClientHello ──▶ Connecting ──▶ Intercepting ──▶ Closed
- *          │                 │    └───▶ Passthrough ───▶ Closed
+ *          │                 │  │ └───▶ Passthrough ───▶ Closed
+ *          │                 │  └─────▶ Inspecting ────▶ Passthrough (allowed) ─▶ Closed
+ *          │                 │             └──▶ Connecting (TLS 1.3, tls13: intercept: new upstream)
  *          └─────────────────┴──────────────────────────▶ Closed   (deny, not TLS, timeout, error)
  *
- * Intercepting covers UpstreamHandshake → DownstreamHandshake → Relay (intercept.ts).
+ * Intercepting covers UpstreamHandshake → DownstreamHandshake → Relay (intercept.ts);
+ * Inspecting covers AwaitServerHello → AwaitCertificate → Following (inspect.ts).
+ * In Passthrough the bytes are relayed unchanged and unread: a front door may stop
+ * streaming them through the engine (Envoy's `close_stream_to_ext_proc_server`).
  */
 import { EventEmitter } from 'node:events';
 import { buildAlert, AlertDescription } from '../tls/alert';
@@ -28,16 +33,18 @@ import { ClientHelloCollector } from './client-hello';
 import type { EngineContext } from './context';
 import type { Decision } from './decision';
 import { Intercept, type InterceptHost } from './intercept';
+import { Inspect, type InspectHost } from './inspect';
 import { Reason, type ReasonCode } from './reasons';
 import { alertFor } from './alerts';
 
 export type Peer = 'workload' | 'server';
-export type SessionState = 'AwaitClientHello' | 'Connecting' | 'Intercepting' | 'Passthrough' | 'Closed';
+export type SessionState = 'AwaitClientHello' | 'Connecting' | 'Intercepting' | 'Inspecting' | 'Passthrough' | 'Closed';
 
 const TRANSITIONS: Record<SessionState, readonly SessionState[]> = {
   AwaitClientHello: ['Connecting', 'Closed'],
-  Connecting: ['Intercepting', 'Passthrough', 'Closed'],
+  Connecting: ['Intercepting', 'Inspecting', 'Passthrough', 'Closed'],
   Intercepting: ['Closed'],
+  Inspecting: ['Passthrough', 'Connecting', 'Closed'],
   Passthrough: ['Closed'],
   Closed: [],
 };
@@ -53,6 +60,13 @@ export interface SessionInit {
    * Rejects with an Error whose message is reported.
    */
   openUpstream?: (target: { host: string; port: number }) => Promise<void>;
+  /**
+   * Drops the current upstream connection (no further bytes or end-of-stream from it may be
+   * fed) and opens a new one: inspect's switch to intercept when the server chose TLS 1.3
+   * (`tls13: intercept`). Absent when the front door cannot (behind Envoy the upstream
+   * connection is Envoy's); such a switch is then denied (`tls13_not_inspectable`).
+   */
+  reopenUpstream?: (target: { host: string; port: number }) => Promise<void>;
 }
 
 interface OutQueue {
@@ -65,7 +79,7 @@ interface OutQueue {
 /** Output waiting above this many bytes makes `feed()` wait for the front door to take it. */
 const QUEUE_HIGH_WATER = 256 * 1024;
 
-export class Session extends EventEmitter implements InterceptHost {
+export class Session extends EventEmitter implements InterceptHost, InspectHost {
   state: SessionState = 'AwaitClientHello';
   decision: Decision | null = null;
   readonly startedAt = performance.now();
@@ -75,10 +89,15 @@ export class Session extends EventEmitter implements InterceptHost {
   };
   private readonly hello: ClientHelloCollector;
   private intercept: Intercept | null = null;
+  private inspect: Inspect | null = null;
+  /** Where the upstream connection goes (known once routed). */
+  private target: { host: string; port: number } | null = null;
   /** Workload bytes that arrive while the upstream is being opened. */
   private early: Buffer[] = [];
   private earlyEnd = false;
   private timer: NodeJS.Timeout | null;
+  private helloSeen: ClientHello | null = null;
+  private routedSettings: RuleSettings | null = null;
   private roomWaiters: (() => void)[] = [];
   readonly partial: Partial<Decision>;
 
@@ -196,6 +215,7 @@ export class Session extends EventEmitter implements InterceptHost {
       this.endTo('server');
     }
     this.intercept?.dispose();
+    this.inspect?.dispose();
     this.early = [];
     for (const w of this.roomWaiters) w();
     this.roomWaiters = [];
@@ -244,6 +264,9 @@ export class Session extends EventEmitter implements InterceptHost {
       case 'Intercepting':
         this.intercept!.fromWorkload(chunk, end);
         return;
+      case 'Inspecting':
+        this.inspect!.fromWorkload(chunk, end);
+        return;
       case 'Passthrough':
         this.send('server', chunk);
         if (end) this.endTo('server');
@@ -258,6 +281,9 @@ export class Session extends EventEmitter implements InterceptHost {
     switch (this.state) {
       case 'Intercepting':
         this.intercept!.fromServer(chunk, end);
+        return;
+      case 'Inspecting':
+        this.inspect!.fromServer(chunk, end);
         return;
       case 'Passthrough':
         this.send('workload', chunk);
@@ -279,6 +305,8 @@ export class Session extends EventEmitter implements InterceptHost {
     const sni = hello.sni ?? null;
     const port = this.init.destination.port;
     const { name, settings } = this.ctx.policy({ sni: sni ?? this.init.destination.host ?? null, port });
+    this.helloSeen = hello;
+    this.routedSettings = settings;
     this.partial.rule = name;
     this.partial.action = settings.action;
     this.partial.destination = { ...this.partial.destination, sni: sni ?? undefined };
@@ -294,6 +322,7 @@ export class Session extends EventEmitter implements InterceptHost {
       return;
     }
     this.transition('Connecting');
+    this.target = { host, port };
     const open = this.init.openUpstream ? this.init.openUpstream({ host, port }) : Promise.resolve();
     open.then(
       () => this.connected(hello, host, settings),
@@ -314,9 +343,59 @@ export class Session extends EventEmitter implements InterceptHost {
       if (this.earlyEnd) this.endTo('server');
       return;
     }
+    if (settings.action === 'inspect') {
+      this.transition('Inspecting');
+      this.inspect = new Inspect(this, this.ctx, hello, host, settings);
+      this.inspect.start(Buffer.concat(held), this.earlyEnd);
+      return;
+    }
+    this.startIntercept(hello, host, settings, Buffer.concat(held), this.earlyEnd);
+  }
+
+  private startIntercept(hello: ClientHello, host: string, settings: RuleSettings, workloadBytes: Buffer, ended: boolean): void {
     this.transition('Intercepting');
     this.intercept = new Intercept(this, this.ctx, hello, host, settings);
-    this.intercept.start(Buffer.concat(held), this.earlyEnd);
+    this.intercept.start(workloadBytes, ended);
+  }
+
+  // ───────────────────────────── InspectHost ─────────────────────────────
+
+  /** Inspect allowed the connection: from here on bytes pass unchanged and unread. */
+  relay(): void {
+    if (this.state !== 'Inspecting') return;
+    this.inspect = null;
+    this.transition('Passthrough');
+  }
+
+  /** Inspect saw TLS 1.3 under `tls13: intercept`: a new upstream connection, then intercept with everything the workload sent. */
+  switchToIntercept(workloadBytes: Buffer, workloadEnded: boolean): void {
+    if (this.state !== 'Inspecting') return;
+    const inspect = this.inspect!;
+    this.inspect = null;
+    const reopen = this.init.reopenUpstream;
+    const target = this.target;
+    if (!reopen || !target) {
+      this.send('server', buildAlert(AlertDescription.protocol_version));
+      this.deny(Reason.tls13NotInspectable, 'server chose TLS 1.3 and this front door cannot open the second upstream connection tls13: intercept needs', AlertDescription.protocol_version);
+      return;
+    }
+    inspect.dispose();
+    // Nothing queued for the first upstream connection may reach the second.
+    this.out.server = { chunks: [], bytes: 0, end: false };
+    this.partial.action = 'intercept';
+    this.partial.tls = { alpn: null };
+    this.transition('Connecting');
+    const hello = this.helloSeen!;
+    const settings = this.routedSettings!;
+    reopen(target).then(
+      () => {
+        if (this.state !== 'Connecting') return;
+        const late = this.early;
+        this.early = [];
+        this.startIntercept(hello, target.host, settings, Buffer.concat([workloadBytes, ...late]), workloadEnded || this.earlyEnd);
+      },
+      (err) => this.deny(Reason.upstreamConnectFailed, `${target.host}:${target.port} (second connection, for intercept): ${errorText(err)}`, AlertDescription.handshake_failure),
+    );
   }
 
   private closeIfBothEnded(): void {
@@ -337,6 +416,7 @@ export class Session extends EventEmitter implements InterceptHost {
   private onHandshakeTimeout(): void {
     this.timer = null;
     if (this.decision || this.state === 'Closed') return;
+    if (this.inspect) return this.inspect.timeout(this.ctx.limits.handshakeTimeoutMs);
     const alert = this.intercept?.downstreamStarted ? null : AlertDescription.handshake_failure;
     if (alert !== null) this.send('workload', buildAlert(alert));
     this.decide({ outcome: 'deny', reason: Reason.handshakeTimeout, detail: `no decision within ${this.ctx.limits.handshakeTimeoutMs} ms (state ${this.state})` });

@@ -44,28 +44,43 @@ export function serveConnection(
     connectionId: randomUUID(),
     source: { address: workload.remoteAddress, port: workload.remotePort },
     destination: { host: dest.host, address: net.isIP(dest.host ?? '') ? dest.host : undefined, port: dest.port },
-    openUpstream: (target) =>
-      new Promise<void>((resolve, reject) => {
-        // allowHalfOpen: a server's FIN ends only its direction; its last bytes still reach the workload.
-        const server = net.connect({ host: dialHost(target.host), port: target.port, allowHalfOpen: true });
-        const timer = setTimeout(() => {
-          server.destroy();
-          reject(new Error(`connect timed out after ${opts.connectTimeoutMs} ms`));
-        }, opts.connectTimeoutMs);
-        server.once('connect', () => {
-          clearTimeout(timer);
-          session.partial.destination = { ...session.partial.destination, address: server.remoteAddress, port: server.remotePort };
-          sockets.server = server;
-          attach(server, 'server');
-          flush('server');
-          resolve();
-        });
-        server.once('error', (err) => {
-          clearTimeout(timer);
-          if (!sockets.server) reject(err);
-        });
-      }),
+    openUpstream: (target) => openServer(target),
+    // inspect → intercept (TLS 1.3): the first connection is dropped unheard, a second one dialled.
+    reopenUpstream: (target) => {
+      const old = sockets.server;
+      sockets.server = null;
+      waitingDrain.server = false;
+      if (old) {
+        old.removeAllListeners('data').removeAllListeners('end').removeAllListeners('close');
+        old.on('error', () => undefined);
+        old.destroy();
+      }
+      return openServer(target);
+    },
   });
+
+  function openServer(target: { host: string; port: number }): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      // allowHalfOpen: a server's FIN ends only its direction; its last bytes still reach the workload.
+      const server = net.connect({ host: dialHost(target.host), port: target.port, allowHalfOpen: true });
+      const timer = setTimeout(() => {
+        server.destroy();
+        reject(new Error(`connect timed out after ${opts.connectTimeoutMs} ms`));
+      }, opts.connectTimeoutMs);
+      server.once('connect', () => {
+        clearTimeout(timer);
+        session.partial.destination = { ...session.partial.destination, address: server.remoteAddress, port: server.remotePort };
+        sockets.server = server;
+        attach(server, 'server');
+        flush('server');
+        resolve();
+      });
+      server.once('error', (err) => {
+        clearTimeout(timer);
+        if (!sockets.server) reject(err);
+      });
+    });
+  }
 
   function attach(sock: net.Socket, peer: Peer): void {
     sock.setNoDelay(true);
