@@ -3,6 +3,7 @@
  * The ca-proxy CLI (one binary, subcommands that read like their documentation):
  *   ca-proxy run --config FILE        standalone proxy (HTTP CONNECT and SNI listeners)
  *   ca-proxy run --dev DIR            the same with the development PKI in DIR (`make run`)
+ *   ca-proxy serve-extproc --config F Envoy network ext_proc gRPC service (docs/extproc.md)
  *   ca-proxy crl show FILE [--ca F]   what a CRL says, and whether its signature verifies
  *   ca-proxy check HOST:PORT          connect as the proxy would and print the decision
  */
@@ -10,6 +11,7 @@ import { Command, Option } from 'commander';
 import { runCommand } from './run';
 import { crlShowCommand } from './crl';
 import { checkCommand } from './check';
+import { serveExtProcCommand } from './serve-extproc';
 
 const program = new Command();
 program
@@ -26,6 +28,15 @@ program
   .option('--listen <host:port>', 'override listen.connect (the HTTP CONNECT listener)')
   .option('--admin <host:port>', 'override admin (the /metrics, /healthz, /readyz listener)')
   .action(runCommand);
+
+program
+  .command('serve-extproc')
+  .description('Serve Envoy\'s network external processing API (envoy.service.network_ext_proc.v3) over gRPC for an Envoy sidecar or a central deployment, plus grpc.health.v1 and the admin port. See docs/extproc.md.')
+  .addOption(new Option('-c, --config <file>', 'YAML configuration file (the extproc section; see docs/configuration.md)').conflicts('dev'))
+  .addOption(new Option('--dev <dir>', 'use the embedded development configuration with the PKI in <dir>'))
+  .option('--listen <address>', 'override extproc.listen: unix:/path/to.sock or host:port')
+  .option('--admin <host:port>', 'override admin (the /metrics, /healthz, /readyz listener)')
+  .action(serveExtProcCommand);
 
 const crl = program.command('crl').description('Inspect certificate revocation lists.');
 crl
