@@ -7,66 +7,15 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { makeWorld, worldConfig, runCmd, type World } from '../support/world';
 import { startSServer, type SServer } from '../support/s-server';
-import { EnvoyStandIn, type StandInOptions } from '../support/envoy';
-import { createRuntime, type Runtime } from '../../cmd/ca-proxy/runtime';
-import { createLogger } from '../../internal/engine/report';
-import type { Config } from '../../internal/config/types';
-import type { Decision } from '../../internal/engine/decision';
-import { startExtProcServer, type ExtProcServer, type ExtProcServerOptions } from '../../internal/extproc/server';
+import { EnvoyStandIn, startProcessor, type StandInOptions, type Processor } from '../support/envoy';
 
 let w: World;
 before(() => {
   w = makeWorld();
 });
 after(() => w.cleanup());
-
-export interface Processor {
-  rt: Runtime;
-  grpc: ExtProcServer;
-  decisions: Decision[];
-  nextDecision(ms?: number): Promise<Decision>;
-  stop(): Promise<void>;
-}
-
-export async function startProcessor(config: Config, opts: Partial<ExtProcServerOptions> = {}): Promise<Processor> {
-  const sink = new Writable({ write: (_c, _e, cb) => cb() });
-  const rt = await createRuntime(config, { listen: false, logger: createLogger('info', sink) });
-  const grpcServer = await startExtProcServer(rt.ctx, { listen: '127.0.0.1:0', ...opts });
-  const decisions: Decision[] = [];
-  let seen = 0;
-  let waiters: (() => void)[] = [];
-  rt.onDecision((d) => {
-    decisions.push(d);
-    const ws = waiters;
-    waiters = [];
-    ws.forEach((f) => f());
-  });
-  return {
-    rt,
-    grpc: grpcServer,
-    decisions,
-    nextDecision: (ms = 8000) =>
-      new Promise<Decision>((resolve, reject) => {
-        const tryTake = () => {
-          if (decisions.length > seen) {
-            clearTimeout(t);
-            resolve(decisions[seen++]!);
-            return true;
-          }
-          return false;
-        };
-        const t = setTimeout(() => reject(new Error(`no decision within ${ms} ms`)), ms);
-        if (!tryTake()) waiters.push(() => void tryTake());
-      }),
-    stop: async () => {
-      await grpcServer.close(500);
-      await rt.close();
-    },
-  };
-}
 
 async function server(version: 'tls1_2' | 'tls1_3', leaf = w.good, chain = w.chainPath, extra: Partial<Parameters<typeof startSServer>[0]> = {}): Promise<SServer> {
   return startSServer({ cert: leaf.certPath, key: leaf.keyPath, chain, clientCA: w.pki.cas.get('client-ca')!.certPath, version, ...extra });

@@ -30,8 +30,14 @@
  *   source socket is paused until it drains, so a slow processor slows the peers.
  */
 import net from 'node:net';
+import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { loadProtos, fromStruct, type ProcessingRequest, type ProcessingResponse } from '../../internal/extproc/protos';
+import { createRuntime, type Runtime } from '../../cmd/ca-proxy/runtime';
+import { createLogger } from '../../internal/engine/report';
+import type { Config } from '../../internal/config/types';
+import type { Decision } from '../../internal/engine/decision';
+import { startExtProcServer, type ExtProcServer, type ExtProcServerOptions } from '../../internal/extproc/server';
 
 export interface StandInOptions {
   /** The processor: `unix:/path` or `host:port`. */
@@ -258,3 +264,50 @@ export class EnvoyStandIn {
     down.resume();
   }
 }
+
+/** ca-proxy's ext_proc service in-process, through the same composition root as `serve-extproc`. */
+export interface Processor {
+  rt: Runtime;
+  grpc: ExtProcServer;
+  decisions: Decision[];
+  nextDecision(ms?: number): Promise<Decision>;
+  stop(): Promise<void>;
+}
+
+export async function startProcessor(config: Config, opts: Partial<ExtProcServerOptions> = {}): Promise<Processor> {
+  const sink = new Writable({ write: (_c, _e, cb) => cb() });
+  const rt = await createRuntime(config, { listen: false, logger: createLogger('info', sink) });
+  const grpcServer = await startExtProcServer(rt.ctx, { listen: '127.0.0.1:0', ...opts });
+  const decisions: Decision[] = [];
+  let seen = 0;
+  let waiters: (() => void)[] = [];
+  rt.onDecision((d) => {
+    decisions.push(d);
+    const ws = waiters;
+    waiters = [];
+    ws.forEach((f) => f());
+  });
+  return {
+    rt,
+    grpc: grpcServer,
+    decisions,
+    nextDecision: (ms = 8000) =>
+      new Promise<Decision>((resolve, reject) => {
+        const tryTake = () => {
+          if (decisions.length > seen) {
+            clearTimeout(t);
+            resolve(decisions[seen++]!);
+            return true;
+          }
+          return false;
+        };
+        const t = setTimeout(() => reject(new Error(`no decision within ${ms} ms`)), ms);
+        if (!tryTake()) waiters.push(() => void tryTake());
+      }),
+    stop: async () => {
+      await grpcServer.close(500);
+      await rt.close();
+    },
+  };
+}
+
