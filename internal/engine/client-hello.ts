@@ -40,14 +40,17 @@ export class ClientHelloCollector {
     if (this.size > this.maxMessageBytes + 64 * 1024) {
       return { state: 'error', reason: Reason.handshakeTooLarge, detail: `more than ${this.size} bytes before a complete ClientHello` };
     }
+    let fresh = chunk;
     if (!this.sniffed) {
       const kind = looksLikeTls(this.received);
       if (kind === 'need_more') return { state: 'need_more' };
       if (kind === 'not_tls') return { state: 'error', reason: Reason.notTls, detail: describeNonTls(this.received) };
       this.sniffed = true;
+      // The bytes that arrived while sniffing (a first read shorter than a record header) were not framed yet.
+      fresh = this.received;
     }
     try {
-      for (const record of this.records.push(chunk)) {
+      for (const record of this.records.push(fresh)) {
         if (record.type !== ContentType.handshake) {
           return { state: 'error', reason: Reason.malformedHandshake, detail: `record type ${record.type} before ClientHello` };
         }

@@ -275,12 +275,13 @@ export class Inspect {
         this.peerAborted('server', ev.description);
         return false;
       case 'changeCipherSpec':
-        this.serverCcs = true;
         if (this.state === 'AwaitServerHello') {
           this.denyBoth(Reason.malformedHandshake, 'server sent ChangeCipherSpec before its ServerHello', AlertDescription.unexpected_message);
           return false;
         }
-        if (this.state === 'AwaitCertificate') return this.onAbbreviated();
+        // Still held in AwaitCertificate: the workload has not seen it (yet).
+        if (this.state === 'AwaitCertificate' && !this.onAbbreviated()) return false;
+        this.serverCcs = true;
         return true;
       case 'encrypted':
         this.denyBoth(Reason.malformedHandshake, `server sent application data during the handshake (${this.state})`, AlertDescription.unexpected_message);

@@ -1,0 +1,207 @@
+/**
+ * Inspect mode driven through the Session seam with hand-built and captured bytes: what each
+ * peer receives, the decision, and the abuse limits (message size, bytes held, timeout),
+ * each ending in a decision and a clean close. Live peers: test/integration/inspect.test.ts.
+ */
+import { describe, test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { AlertDescription, ContentType, HandshakeType, HELLO_RETRY_REQUEST_RANDOM, buildAlert } from '../../../internal/tls';
+import { pcapTcpStreams } from '../../support/pcap';
+import { sharedTestdata } from '../../support/root';
+import { drive, feedChunks, handshake, nodeClientHello, record, serverHelloBody } from './support';
+
+const alertRecord = (d: number): Buffer => buildAlert(d);
+const CCS = record(ContentType.change_cipher_spec, Buffer.from([1]));
+
+let hello: Buffer;
+before(async () => {
+  hello = await nodeClientHello();
+});
+
+const serverHello12 = () => record(ContentType.handshake, handshake(HandshakeType.server_hello, serverHelloBody()));
+
+describe('inspect: decisions from hand-built flights', () => {
+  test('the ClientHello is forwarded unchanged; the server flight is held until its Certificate', async () => {
+    const d = drive({});
+    await d.session.feed('workload', hello);
+    assert.ok(d.bytes('server').equals(hello), 'server received the ClientHello byte for byte');
+    await d.session.feed('server', serverHello12());
+    assert.equal(d.bytes('workload').length, 0, 'ServerHello held');
+    assert.equal(d.session.state, 'Inspecting');
+    d.session.destroy();
+  });
+
+  test('a Certificate that does not verify: the workload receives one alert, the server one alert, both closed', async () => {
+    const d = drive({});
+    await d.session.feed('workload', hello);
+    const cert = handshake(HandshakeType.certificate, Buffer.from([0, 0, 6, 0, 0, 3, 0x30, 0x01, 0x00]));
+    await d.session.feed('server', Buffer.concat([serverHello12(), record(ContentType.handshake, cert)]));
+    const { reset } = await d.closed;
+    assert.equal(reset, false, 'a clean close');
+    assert.equal(d.decisions.length, 1);
+    assert.equal(d.decisions[0]!.action, 'inspect');
+    assert.equal(d.decisions[0]!.outcome, 'deny');
+    assert.equal(d.decisions[0]!.reason, 'bad_server_certificate');
+    assert.ok(d.bytes('workload').equals(alertRecord(AlertDescription.bad_certificate)), 'only the alert reached the workload');
+    assert.ok(d.bytes('server').equals(Buffer.concat([hello, alertRecord(AlertDescription.bad_certificate)])));
+    assert.deepEqual(d.ended, { workload: true, server: true });
+  });
+
+  test('resumption (CCS before any Certificate): hardFail denies, softFail allows not_checked once both CCS passed', async () => {
+    const hard = drive({ revocation: 'hardFail' });
+    await hard.session.feed('workload', hello);
+    await hard.session.feed('server', Buffer.concat([serverHello12(), CCS]));
+    await hard.closed;
+    assert.equal(hard.decisions[0]!.reason, 'revocation_unknown');
+    assert.match(hard.decisions[0]!.detail!, /resumption/);
+    assert.ok(hard.bytes('workload').equals(alertRecord(AlertDescription.certificate_unknown)));
+
+    const soft = drive({ revocation: 'softFail' });
+    await soft.session.feed('workload', hello);
+    const flight = Buffer.concat([serverHello12(), CCS, record(ContentType.handshake, Buffer.alloc(40, 9))]);
+    await soft.session.feed('server', flight);
+    assert.ok(soft.bytes('workload').equals(flight), 'released unchanged');
+    assert.equal(soft.decisions.length, 0, 'no decision before the workload’s CCS');
+    await soft.session.feed('workload', CCS);
+    assert.equal(soft.decisions[0]!.outcome, 'allow');
+    assert.equal(soft.decisions[0]!.revocation?.status, 'not_checked');
+    assert.equal(soft.session.state, 'Passthrough', 'parsing stopped');
+    const later = Buffer.from('not even TLS: relayed unread');
+    await soft.session.feed('server', later);
+    assert.ok(soft.bytes('workload').subarray(flight.length).equals(later));
+    soft.session.destroy();
+  });
+
+  for (const [name, body] of [
+    ['ServerHello selecting TLS 1.3', serverHelloBody({ suite: 0x1301, supportedVersion: 0x0304 })],
+    ['HelloRetryRequest', serverHelloBody({ suite: 0x1301, supportedVersion: 0x0304, random: HELLO_RETRY_REQUEST_RANDOM })],
+  ] as const) {
+    test(`${name}: tls13 deny → protocol_version to both; allowUnchecked → forwarded, decided, relayed`, async () => {
+      const flight = record(ContentType.handshake, handshake(HandshakeType.server_hello, body));
+      const deny = drive({ tls13: 'deny' });
+      await deny.session.feed('workload', hello);
+      await deny.session.feed('server', flight);
+      await deny.closed;
+      assert.equal(deny.decisions[0]!.reason, 'tls13_not_inspectable');
+      assert.ok(deny.bytes('workload').equals(alertRecord(AlertDescription.protocol_version)));
+      assert.ok(deny.bytes('server').subarray(hello.length).equals(alertRecord(AlertDescription.protocol_version)));
+
+      const allow = drive({ tls13: 'allowUnchecked' });
+      await allow.session.feed('workload', hello);
+      await feedChunks(allow.session, 'server', flight, 3);
+      assert.ok(allow.bytes('workload').equals(flight));
+      assert.equal(allow.decisions[0]!.reason, 'tls13_unchecked');
+      assert.equal(allow.decisions[0]!.tls?.cipher, 'TLS_AES_128_GCM_SHA256');
+      assert.equal(allow.session.state, 'Passthrough');
+      allow.session.destroy();
+    });
+  }
+
+  test('tls13 intercept without a front door that can reopen the upstream: denied, both alerted', async () => {
+    const d = drive({ tls13: 'intercept' });
+    await d.session.feed('workload', hello);
+    await d.session.feed('server', record(ContentType.handshake, handshake(HandshakeType.server_hello, serverHelloBody({ supportedVersion: 0x0304, suite: 0x1301 }))));
+    await d.closed;
+    assert.equal(d.decisions[0]!.reason, 'tls13_not_inspectable');
+    assert.match(d.decisions[0]!.detail!, /front door/);
+  });
+
+  test('a server alert before the ServerHello reaches the workload; decision upstream_handshake_failed', async () => {
+    const d = drive({});
+    await d.session.feed('workload', hello);
+    await d.session.feed('server', alertRecord(AlertDescription.handshake_failure));
+    await d.closed;
+    assert.equal(d.decisions[0]!.reason, 'upstream_handshake_failed');
+    assert.ok(d.bytes('workload').equals(alertRecord(AlertDescription.handshake_failure)));
+  });
+});
+
+describe('inspect: abuse limits end in a decision and a clean close', () => {
+  test('a handshake message over maxHandshakeMessageBytes: refused on its header', async () => {
+    const d = drive({}, { maxHandshakeMessageBytes: 4096 });
+    await d.session.feed('workload', hello);
+    const header = record(ContentType.handshake, handshake(HandshakeType.certificate, Buffer.alloc(0), 0xffffff));
+    await d.session.feed('server', Buffer.concat([serverHello12(), header]));
+    const { reset } = await d.closed;
+    assert.equal(reset, false);
+    assert.equal(d.decisions[0]!.reason, 'handshake_too_large');
+    assert.ok(d.bytes('workload').equals(alertRecord(AlertDescription.record_overflow)));
+  });
+
+  test('more than maxBufferedBytes held before a Certificate', async () => {
+    const d = drive({}, { maxBufferedBytes: 16384 });
+    await d.session.feed('workload', hello);
+    await d.session.feed('server', serverHello12());
+    // Valid, small, uninteresting handshake messages (ServerKeyExchange), never a Certificate.
+    const filler = record(ContentType.handshake, handshake(HandshakeType.server_key_exchange, Buffer.alloc(1000)));
+    let fed = 0;
+    while (d.decisions.length === 0 && fed < 100) {
+      await d.session.feed('server', filler);
+      fed++;
+    }
+    await d.closed;
+    assert.equal(d.decisions[0]!.reason, 'handshake_too_large');
+    assert.ok(fed * filler.length < 16384 + 2 * filler.length, `stopped after ${fed} records`);
+    assert.ok(d.bytes('workload').equals(alertRecord(AlertDescription.record_overflow)), 'nothing held was forwarded');
+  });
+
+  test('no ServerHello within handshakeTimeoutMs: handshake_timeout, alerts to both, clean close', async () => {
+    const d = drive({}, { handshakeTimeoutMs: 50 });
+    await d.session.feed('workload', hello);
+    const { reset } = await d.closed;
+    assert.equal(reset, false);
+    assert.equal(d.decisions[0]!.reason, 'handshake_timeout');
+    assert.ok(d.bytes('workload').equals(alertRecord(AlertDescription.handshake_failure)));
+    assert.ok(d.bytes('server').subarray(hello.length).equals(alertRecord(AlertDescription.handshake_failure)));
+  });
+
+  test('garbage from the server: malformed_handshake, decode_error to both', async () => {
+    const d = drive({});
+    await d.session.feed('workload', hello);
+    await d.session.feed('server', Buffer.from('HTTP/1.1 400 Bad Request\r\n\r\n'));
+    await d.closed;
+    assert.equal(d.decisions[0]!.reason, 'malformed_handshake');
+    assert.ok(d.bytes('workload').equals(alertRecord(AlertDescription.decode_error)));
+  });
+
+  test('the workload hangs up mid-handshake: peer_closed', async () => {
+    const d = drive({});
+    await d.session.feed('workload', hello);
+    await d.session.feed('server', serverHello12());
+    await d.session.feed('workload', Buffer.alloc(0), true);
+    await d.closed;
+    assert.equal(d.decisions[0]!.reason, 'peer_closed');
+  });
+});
+
+const CAPTURES = sharedTestdata('captures');
+const haveCaptures = fs.existsSync(`${CAPTURES}/manifest.json`);
+
+describe('inspect: captured handshakes through the Session', { skip: haveCaptures ? false : 'shared/testdata/captures not present' }, () => {
+  // The captured servers' chains (public CAs, long expired) are not under this test's (empty) trust bundle.
+  for (const [file, expect] of [
+    ['arkime_openssl-tls1_2.pcap', 'untrusted_server'],
+    ['arkime_openssl-ssl3.pcap', 'untrusted_server'],
+    ['zeek_client-certificate.pcap', 'untrusted_server'],
+    ['arkime_openssl-tls1_2-tls1.pcap', 'untrusted_server'],
+    ['arkime_curl-enabled-tls13.pcap', 'tls13_not_inspectable'],
+    ['zeek_hrr.pcap', 'tls13_not_inspectable'],
+    ['zeek_tls-1.2-handshake-failure.pcap', 'upstream_handshake_failed'],
+  ] as const) {
+    for (const size of [1, 7, 1460, 1 << 20]) {
+      test(`${file} in chunks of ${size}: ${expect}; no Certificate byte reaches the workload`, async () => {
+        const [s] = pcapTcpStreams(fs.readFileSync(`${CAPTURES}/${file}`));
+        const d = drive({});
+        // The workload's first flight (its ClientHello), then the server's bytes.
+        await feedChunks(d.session, 'workload', s!.clientBytes.subarray(0, 5 + s!.clientBytes.readUInt16BE(3)), size);
+        await feedChunks(d.session, 'server', s!.serverBytes, size);
+        await d.closed;
+        assert.equal(d.decisions[0]!.reason, expect);
+        const toWorkload = d.bytes('workload');
+        assert.equal(toWorkload.length, 7, 'one alert record and nothing else');
+        assert.equal(toWorkload[0], ContentType.alert);
+      });
+    }
+  }
+});
