@@ -22,6 +22,8 @@ import {
   oidToString,
   readLength,
   readTag,
+  readTime,
+  readSmallInt,
 } from './der';
 
 export interface CertInfo {
@@ -34,6 +36,11 @@ export interface CertInfo {
   subjectDer: Buffer;
   /** serialNumber as unsigned big-endian bytes without leading zeros (empty for serial 0). */
   serial: Buffer;
+  /**
+   * The serialNumber INTEGER is negative (invalid per RFC 5280 §4.1.2.2 but seen, PKITS 4.4.14):
+   * its bytes are kept as two's complement, and this flag keeps -1 (FF) apart from 255 (00 FF).
+   */
+  serialNegative: boolean;
   /** authorityKeyIdentifier keyIdentifier (RFC 5280 §4.2.1.1), when present. */
   authorityKeyId?: Buffer;
   /** subjectKeyIdentifier (RFC 5280 §4.2.1.2), when present. */
@@ -45,8 +52,32 @@ export interface CertInfo {
   keyUsage?: number;
   /** basicConstraints cA (RFC 5280 §4.2.1.9). */
   isCa: boolean;
+  /** basicConstraints pathLenConstraint, when present. */
+  pathLen?: number;
   /** SHA-256 of the DER, lower-case hex. */
   sha256: string;
+  /** `nameKey(issuerDer)`, computed once: the key CRL and issuer lookups use. */
+  issuerKey: string;
+  /** `nameKey(subjectDer)`. */
+  subjectKey: string;
+  /** The raw tbsCertificate (the bytes the signature covers). */
+  tbsDer: Buffer;
+  /** signatureAlgorithm: dotted OID and raw parameters element (null when absent). */
+  signatureAlgorithm: { oid: string; params: Buffer | null };
+  /** signatureValue BIT STRING content without the unused-bits octet. */
+  signatureValue: Buffer;
+  /** Raw SubjectPublicKeyInfo (for DSA parameter inheritance, RFC 5280 §6.1.4 (f)). */
+  spkiDer: Buffer;
+  /** validity (RFC 5280 §4.1.2.5), UTCTime or GeneralizedTime. */
+  notBefore: Date;
+  notAfter: Date;
+  /** extnValue DER of subjectAltName (GeneralNames), nameConstraints, cRLDistributionPoints, freshestCRL. */
+  subjectAltName?: Buffer;
+  nameConstraints?: Buffer;
+  crlDistributionPoints?: Buffer;
+  freshestCrl?: Buffer;
+  /** Dotted OIDs of critical extensions this module neither processes nor deliberately ignores. */
+  unknownCritical: string[];
 }
 
 /** KeyUsage bit numbers (RFC 5280 §4.2.1.3). */
@@ -67,6 +98,17 @@ const OID_SKI = Buffer.from([0x55, 0x1d, 0x0e]); // 2.5.29.14
 const OID_KEY_USAGE = Buffer.from([0x55, 0x1d, 0x0f]); // 2.5.29.15
 const OID_BASIC_CONSTRAINTS = Buffer.from([0x55, 0x1d, 0x13]); // 2.5.29.19
 const OID_AKI = Buffer.from([0x55, 0x1d, 0x23]); // 2.5.29.35
+const ID_CE_SAN = 17;
+const ID_CE_NAME_CONSTRAINTS = 30;
+const ID_CE_CRL_DP = 31;
+const ID_CE_FRESHEST_CRL = 46;
+/**
+ * Critical 2.5.29.x extensions that do not make a certificate unusable here: processed ones, and
+ * the certificate-policy family (certificatePolicies 32, policyMappings 33, policyConstraints 36,
+ * inhibitAnyPolicy 54), which ca-proxy deliberately does not process (docs/conformance.md), plus
+ * extendedKeyUsage 37 (checked by chain.ts) and issuerAltName 18.
+ */
+const KNOWN_CE = new Set([14, 15, 17, 18, 19, 30, 31, 32, 33, 35, 36, 37, 46, 54]);
 
 const cache = new WeakMap<X509Certificate, CertInfo>();
 
@@ -86,21 +128,46 @@ export function certInfo(input: Buffer | X509Certificate): CertInfo {
   r.expectEnd('Certificate');
   const tbs = enter(cert, Tag.SEQUENCE, 'tbsCertificate');
   if (peekTag(tbs) === contextTag(0, true)) skipElement(tbs, 'version');
-  const serial = normalizeSerial(readIntegerBytes(tbs, 'serialNumber'));
+  const rawSerial = readIntegerBytes(tbs, 'serialNumber');
+  const serial = normalizeSerial(rawSerial);
   skipElement(tbs, 'signature');
   const issuerDer = readRawElement(tbs, 'issuer');
-  skipElement(tbs, 'validity');
+  const validity = enter(tbs, Tag.SEQUENCE, 'validity');
+  const notBefore = readTime(validity, 'notBefore');
+  const notAfter = readTime(validity, 'notAfter');
   const subjectDer = readRawElement(tbs, 'subject');
-  skipElement(tbs, 'subjectPublicKeyInfo');
+  const spkiDer = readRawElement(tbs, 'subjectPublicKeyInfo');
+  const tbsDer = der.subarray(0, 0); // replaced below
   const info: CertInfo = {
     x509,
     der,
     issuerDer,
     subjectDer,
     serial,
+    serialNegative: (rawSerial[0]! & 0x80) !== 0,
     isCa: false,
     sha256: crypto.createHash('sha256').update(der).digest('hex'),
+    issuerKey: nameKey(issuerDer),
+    subjectKey: nameKey(subjectDer),
+    tbsDer,
+    signatureAlgorithm: { oid: '', params: null },
+    signatureValue: tbsDer,
+    spkiDer,
+    notBefore,
+    notAfter,
+    unknownCritical: [],
   };
+  {
+    // The outer structure: tbsCertificate (raw), signatureAlgorithm, signatureValue.
+    const outer = new BoundedReader(der);
+    const c = enter(outer, Tag.SEQUENCE, 'Certificate');
+    info.tbsDer = readRawElement(c, 'tbsCertificate');
+    const alg = enter(c, Tag.SEQUENCE, 'signatureAlgorithm');
+    info.signatureAlgorithm.oid = oidToString(readOidBytes(alg, 'algorithm'));
+    if (!alg.atEnd) info.signatureAlgorithm.params = readRawElement(alg, 'parameters');
+    const sig = readBitString(c, 'signatureValue');
+    info.signatureValue = sig.bytes;
+  }
   while (!tbs.atEnd) {
     const t = peekTag(tbs);
     if (t !== contextTag(3, true)) {
@@ -108,11 +175,22 @@ export function certInfo(input: Buffer | X509Certificate): CertInfo {
       continue;
     }
     const exts = enter(enter(tbs, contextTag(3, true), 'extensions'), Tag.SEQUENCE, 'Extensions');
-    walkExtensions(exts, (oid, _critical, value) => {
+    walkExtensions(exts, (oid, critical, value) => {
       if (oid.equals(OID_SKI)) info.subjectKeyId = readOctetString(new BoundedReader(value), 'subjectKeyIdentifier');
       else if (oid.equals(OID_AKI)) info.authorityKeyId = parseAuthorityKeyId(value);
       else if (oid.equals(OID_KEY_USAGE)) info.keyUsage = parseKeyUsage(value);
-      else if (oid.equals(OID_BASIC_CONSTRAINTS)) info.isCa = parseBasicConstraintsCa(value);
+      else if (oid.equals(OID_BASIC_CONSTRAINTS)) {
+        const bc = parseBasicConstraints(value);
+        info.isCa = bc.cA;
+        if (bc.pathLen !== undefined) info.pathLen = bc.pathLen;
+      } else if (oid.length === 3 && oid[0] === 0x55 && oid[1] === 0x1d) {
+        const n = oid[2]!;
+        if (n === ID_CE_SAN) info.subjectAltName = value;
+        else if (n === ID_CE_NAME_CONSTRAINTS) info.nameConstraints = value;
+        else if (n === ID_CE_CRL_DP) info.crlDistributionPoints = value;
+        else if (n === ID_CE_FRESHEST_CRL) info.freshestCrl = value;
+        else if (critical && !KNOWN_CE.has(n)) info.unknownCritical.push(oidToString(oid));
+      } else if (critical) info.unknownCritical.push(oidToString(oid));
     });
   }
   if (input instanceof X509Certificate) cache.set(input, info);
@@ -174,10 +252,12 @@ function parseKeyUsage(value: Buffer): number {
   return mask;
 }
 
-function parseBasicConstraintsCa(value: Buffer): boolean {
+function parseBasicConstraints(value: Buffer): { cA: boolean; pathLen?: number } {
   const r = new BoundedReader(value);
   const bc = enter(r, Tag.SEQUENCE, 'basicConstraints');
-  return peekTag(bc) === Tag.BOOLEAN ? readBoolean(bc, 'cA') : false;
+  const cA = peekTag(bc) === Tag.BOOLEAN ? readBoolean(bc, 'cA') : false;
+  if (peekTag(bc) === Tag.INTEGER) return { cA, pathLen: readSmallInt(bc, 'pathLenConstraint') };
+  return { cA };
 }
 
 /**
@@ -193,12 +273,46 @@ export function normalizeSerial(b: Buffer): Buffer {
 }
 
 /**
- * The key matching a CRL's issuer to a certificate's issuer (RFC 5280 §5.1.2.3). For now an exact
- * DER comparison (hex of the Name's encoding); RFC 5280 §7.1 name normalisation will live here
- * and only here.
+ * The key under which two Names compare equal (RFC 5280 §7.1, RFC 4518 string preparation): per
+ * RDN, its AttributeTypeAndValues sorted; a value of a directory string type (PrintableString,
+ * UTF8String, TeletexString, BMPString, UniversalString, IA5String, VisibleString) is decoded,
+ * NFKC-normalised, case-folded and its insignificant spaces removed (leading/trailing, runs
+ * collapsed to one), so a CRL issuer written as UTF8String matches a certificate issuer written as
+ * PrintableString, and "Good  CA" matches "good ca". Other values compare by their DER. RDN order
+ * matters (PKITS 4.3.2). Malformed DER falls back to the hex of the whole Name (exact match only).
  */
 export function nameKey(nameDer: Buffer): string {
-  return nameDer.toString('hex');
+  try {
+    const r = new BoundedReader(nameDer);
+    const seq = enter(r, Tag.SEQUENCE, 'Name');
+    r.expectEnd('Name');
+    const rdns: string[] = [];
+    while (!seq.atEnd) rdns.push(rdnKey(enter(seq, Tag.SET, 'RelativeDistinguishedName')));
+    return rdns.join(',');
+  } catch {
+    return '#' + nameDer.toString('hex');
+  }
+}
+
+/** Key of one RelativeDistinguishedName (`set` is a reader over the SET's content); see `nameKey`. */
+export function rdnKey(set: BoundedReader): string {
+  const parts: string[] = [];
+  while (!set.atEnd) {
+    const atv = enter(set, Tag.SEQUENCE, 'AttributeTypeAndValue');
+    const oid = oidToString(readOidBytes(atv, 'AttributeType'));
+    const start = atv.offset;
+    const tag = readTag(atv, 'AttributeValue');
+    const content = atv.bytes(readLength(atv, 'AttributeValue'));
+    atv.expectEnd('AttributeTypeAndValue');
+    const text = decodeString(tag, content);
+    parts.push(`${oid}=${text === null ? '#' + atv.buf.subarray(start, atv.offset).toString('hex') : JSON.stringify(prepareString(text))}`);
+  }
+  return parts.sort().join('+');
+}
+
+/** RFC 4518 §2 in short: NFKC, case fold, insignificant space handling. */
+function prepareString(s: string): string {
+  return s.normalize('NFKC').toLowerCase().replace(/[\s\u00a0]+/g, ' ').trim();
 }
 
 // Short names for RFC 4514 §3 plus the usual extras.

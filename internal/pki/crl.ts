@@ -77,6 +77,8 @@ export interface IssuingDistributionPoint {
   onlyContainsCACerts: boolean;
   /** onlySomeReasons present: the CRL covers only some reasons, so it can say revoked but never good. */
   onlySomeReasons: boolean;
+  /** onlySomeReasons as ReasonFlags bits (bit n = ReasonFlags bit n), null when absent. */
+  onlySomeReasonsMask?: number | null;
   indirectCRL: boolean;
   onlyContainsAttributeCerts: boolean;
 }
@@ -123,6 +125,8 @@ export interface CrlFields {
   idp: (Omit<IssuingDistributionPoint, 'raw' | 'distributionPoint'> & { raw: [number, number]; dp: [number, number] | null }) | null;
   unsupportedCritical: string[];
   hasCertificateIssuerEntries: boolean;
+  /** revokedCertificates content, [start, end) (absent list: null). */
+  entries?: [number, number] | null;
   signature: [number, number];
   seed: number;
   sha256: string | null;
@@ -222,9 +226,12 @@ export class ParsedCrl {
 
   /**
    * The entry for `serial` (any padding; compared as unsigned big-endian without leading zeros),
-   * or null. O(1): one hash, a short probe, and a lazy decode of the hit.
+   * or null. `negative` (when given): whether the serial is a negative INTEGER (certinfo
+   * `serialNegative`), so -1 (FF) and 255 (00 FF) stay apart; omitted, the sign is not compared.
+   * O(1): one hash, a
+   * short probe, and a lazy decode of the hit.
    */
-  lookup(serial: Buffer): RevokedEntry | null {
+  lookup(serial: Buffer, negative?: boolean): RevokedEntry | null {
     const s = normalizeSerial(serial);
     const t = this.table;
     const mask = t.length - 1;
@@ -235,9 +242,71 @@ export class ParsedCrl {
       if (v === 0) return null;
       const off = v - 1;
       serialAt(der, off);
-      if (spanLen === s.length && der.compare(s, 0, s.length, spanStart, spanStart + spanLen) === 0) return decodeEntry(der, off);
+      if (spanLen === s.length && (negative === undefined || spanNeg === negative) && der.compare(s, 0, s.length, spanStart, spanStart + spanLen) === 0) return decodeEntry(der, off);
       i = (i + 1) & mask;
     }
+  }
+
+  /**
+   * Every entry for `serial` (an indirect CRL may list the same serial for several certificate
+   * issuers), each with the certificate issuer it applies to (RFC 5280 §5.3.3: the entry's own
+   * certificateIssuer, else the nearest preceding entry's, else the CRL issuer, given as null).
+   * O(1) probing plus O(log k) for the issuer, k = number of certificateIssuer entries; the
+   * issuer runs are found by one walk over the entries on the first call.
+   */
+  lookupAll(serial: Buffer, negative?: boolean): (RevokedEntry & { entryIssuer: Buffer | null })[] {
+    const s = normalizeSerial(serial);
+    const t = this.table;
+    const mask = t.length - 1;
+    const der = this.der;
+    const out: (RevokedEntry & { entryIssuer: Buffer | null })[] = [];
+    let i = hashBytes(s, 0, s.length, this.f.seed) & mask;
+    for (;;) {
+      const v = t[i]!;
+      if (v === 0) break;
+      const off = v - 1;
+      serialAt(der, off);
+      if (spanLen === s.length && (negative === undefined || spanNeg === negative) && der.compare(s, 0, s.length, spanStart, spanStart + spanLen) === 0) {
+        out.push({ ...decodeEntry(der, off), entryIssuer: this.issuerAt(off) });
+      }
+      i = (i + 1) & mask;
+    }
+    return out;
+  }
+
+  private runs: { at: number[]; issuer: Buffer[] } | null = null;
+
+  /** The certificateIssuer governing the entry at `off` (null: the CRL issuer). */
+  private issuerAt(off: number): Buffer | null {
+    if (!this.f.hasCertificateIssuerEntries || !this.f.entries) return null;
+    if (!this.runs) {
+      const runs = { at: [] as number[], issuer: [] as Buffer[] };
+      const [start, end] = this.f.entries;
+      const r = new BoundedReader(this.der, start, end);
+      while (!r.atEnd) {
+        const at = r.offset;
+        const len = expectTag(r, Tag.SEQUENCE, 'revokedCertificate');
+        r.skip(len);
+        const e = decodeEntry(this.der, at);
+        if (e.certificateIssuer) {
+          runs.at.push(at);
+          runs.issuer.push(e.certificateIssuer);
+        }
+      }
+      this.runs = runs;
+    }
+    const { at, issuer } = this.runs;
+    let lo = 0;
+    let hi = at.length - 1;
+    let found = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (at[mid]! <= off) {
+        found = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    return found < 0 ? null : issuer[found]!;
   }
 
   /** Plain data + the ArrayBuffers to move to another thread (zero-copy with a transferList). */
@@ -359,6 +428,7 @@ function parseInner(der: Buffer, opts: ParseCrlOptions): ParsedCrl {
   f.signature = [sig.bytes.byteOffset - der.byteOffset, sig.bytes.byteOffset - der.byteOffset + sig.bytes.length];
   certList.expectEnd('CertificateList (after signatureValue)');
 
+  f.entries = revoked ? [revoked.offset, revoked.end] : null;
   const table = revoked ? indexEntries(der, revoked, f, opts) : new Uint32Array(16);
   return ParsedCrl.create(der, f, table);
 }
@@ -438,10 +508,15 @@ function parseIdp(value: Buffer, der: Buffer, at: number): NonNullable<CrlFields
       case 2:
         out.onlyContainsCACerts = booleanContent(content, 'onlyContainsCACerts');
         break;
-      case 3:
-        bitStringContent(content, 'onlySomeReasons');
+      case 3: {
+        const bits = bitStringContent(content, 'onlySomeReasons');
         out.onlySomeReasons = true;
+        let mask = 0;
+        const nb = bits.bytes.length * 8 - bits.unusedBits;
+        for (let i = 0; i < Math.min(nb, 16); i++) if ((bits.bytes[i >> 3]! >> (7 - (i & 7))) & 1) mask |= 1 << i;
+        out.onlySomeReasonsMask = mask;
         break;
+      }
       case 4:
         out.indirectCRL = booleanContent(content, 'indirectCRL');
         break;
@@ -479,6 +554,8 @@ function hashBytes(b: Uint8Array, start: number, end: number, seed: number): num
 // serialAt() results, kept in module variables so the probe loop allocates nothing.
 let spanStart = 0;
 let spanLen = 0;
+/** The INTEGER's first content octet has its top bit set: a (non-conforming) negative serial. */
+let spanNeg = false;
 
 /** Locate the normalised serial of the (already validated) entry at `off` into spanStart/spanLen. */
 function serialAt(der: Buffer, off: number): void {
@@ -493,6 +570,7 @@ function serialAt(der: Buffer, off: number): void {
     for (let k = 0; k < n; k++) l = l * 256 + der[p++]!;
   }
   const end = p + l;
+  spanNeg = p < end && (der[p]! & 0x80) !== 0;
   while (p < end && der[p] === 0) p++;
   spanStart = p;
   spanLen = end - p;
@@ -699,6 +777,12 @@ const ECDSA: Record<string, string> = {
   '1.2.840.10045.4.3.3': 'sha384',
   '1.2.840.10045.4.3.4': 'sha512',
 };
+/** DSA (RFC 3279 §2.2.2, RFC 5758 §3.1): PKITS 4.1.4–4.1.6 still use it. */
+const DSA: Record<string, string> = {
+  '1.2.840.10040.4.3': 'sha1',
+  '2.16.840.1.101.3.4.3.1': 'sha224',
+  '2.16.840.1.101.3.4.3.2': 'sha256',
+};
 const HASHES: Record<string, string> = {
   '1.3.14.3.2.26': 'sha1',
   '2.16.840.1.101.3.4.2.4': 'sha224',
@@ -731,6 +815,11 @@ export function resolveSignatureAlgorithm(alg: { oid: string; params: Buffer | n
   if (ec) {
     noParams(false);
     return { name: `ecdsa-with-${ec.toUpperCase()}`, digest: ec, keyTypes: ['ec'] };
+  }
+  const dsa = DSA[oid];
+  if (dsa) {
+    noParams(false);
+    return { name: `dsa-with-${dsa.toUpperCase()}`, digest: dsa, keyTypes: ['dsa'] };
   }
   if (oid === '1.3.101.112') {
     noParams(false);
