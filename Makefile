@@ -29,5 +29,10 @@ demo: build
 bench: build
 	node dist/bench/run.js
 
+# Longer property runs of inspect's parsing (test/unit/engine/fuzz.test.ts; `make test` runs 300 cases
+# with a fixed seed). Override the count with CA_PROXY_FUZZ_RUNS=N; the random seed is printed.
+fuzz: build
+	CA_PROXY_FUZZ_RUNS=$${CA_PROXY_FUZZ_RUNS:-200000} node --test --test-reporter=spec dist/test/unit/engine/fuzz.test.js
+
 clean:
 	rm -rf dist

@@ -88,6 +88,8 @@ export class Session extends EventEmitter implements InterceptHost, InspectHost 
     server: { chunks: [], bytes: 0, end: false },
   };
   private readonly hello: ClientHelloCollector;
+  /** A FIN was queued towards each peer (stays set once the front door took it). */
+  private readonly finSent: Record<Peer, boolean> = { workload: false, server: false };
   private intercept: Intercept | null = null;
   private inspect: Inspect | null = null;
   /** Where the upstream connection goes (known once routed). */
@@ -165,15 +167,16 @@ export class Session extends EventEmitter implements InterceptHost, InspectHost 
   // ───────────────────────────── InterceptHost ─────────────────────────────
 
   send(to: Peer, data: Buffer): void {
-    if (data.length === 0 || this.out[to].end) return;
+    if (data.length === 0 || this.finSent[to]) return;
     this.out[to].chunks.push(data);
     this.out[to].bytes += data.length;
     this.emit('output', to);
   }
 
   endTo(to: Peer): void {
-    if (this.out[to].end) return;
+    if (this.out[to].end || this.finSent[to]) return;
     this.out[to].end = true;
+    this.finSent[to] = true;
     this.emit('output', to);
   }
 
@@ -399,7 +402,8 @@ export class Session extends EventEmitter implements InterceptHost, InspectHost 
   }
 
   private closeIfBothEnded(): void {
-    if (this.out.workload.end && this.out.server.end) this.close(false);
+    // Not out[].end: take() hands that flag to the front door and clears it.
+    if (this.finSent.workload && this.finSent.server) this.close(false);
   }
 
   /** Called by Intercept when both TLS sessions have finished. */
