@@ -50,6 +50,8 @@ export interface StandInOptions {
   /** `grpc_service.initial_metadata`: request headers on every stream. */
   initialMetadata?: Record<string, string>;
   honourCloseStream?: boolean;
+  /** Called per answered request: its direction, request→response time (ms) and request size (benchmarks). */
+  onAnswer?: (dir: 'read' | 'write', ms: number, bytes: number) => void;
 }
 
 type Dir = 'read' | 'write';
@@ -132,7 +134,7 @@ export class EnvoyStandIn {
     }
     const source: Record<Dir, net.Socket> = { read: down, write: up };
     const sink: Record<Dir, net.Socket> = { read: up, write: down };
-    const pending: Record<Dir, { data: Buffer; timer: NodeJS.Timeout }[]> = { read: [], write: [] };
+    const pending: Record<Dir, { data: Buffer; timer: NodeJS.Timeout; at: number }[]> = { read: [], write: [] };
     let closed = false;
     let streamOpen = true;
 
@@ -196,7 +198,7 @@ export class EnvoyStandIn {
       }
       conn.requests[dir]++;
       const timer = setTimeout(() => fail(`message_timeout: ${FIELD[dir]} request unanswered after ${timeoutMs} ms`), timeoutMs);
-      pending[dir].push({ data, timer });
+      pending[dir].push({ data, timer, at: performance.now() });
       const ok = call.write({ [FIELD[dir]]: { data, end_of_stream: eos } });
       if (!ok) {
         source[dir].pause();
@@ -215,6 +217,7 @@ export class EnvoyStandIn {
       if (!req) return violation(`unsolicited ${FIELD[dir]} response: no ${FIELD[dir]} request is outstanding (requests ${conn.requests[dir]}, responses ${conn.responses[dir] + 1})`);
       clearTimeout(req.timer);
       conn.responses[dir]++;
+      o.onAnswer?.(dir, performance.now() - req.at, req.data.length);
       if (res.dynamic_metadata) {
         for (const [ns, v] of Object.entries(fromStruct(res.dynamic_metadata))) {
           conn.metadata[ns] = { ...(conn.metadata[ns] ?? {}), ...(v as Record<string, unknown>) };
