@@ -134,3 +134,69 @@ describe('ext_proc: no proxy identity towards a server that requires one', () =>
     });
   }
 });
+
+describe('inspect through the ext_proc gRPC path', () => {
+  let p: Processor;
+  before(async () => {
+    p = await startProcessor(worldConfig(w, { defaults: { action: 'inspect', tls13: 'deny' } }));
+  });
+  after(() => p.stop());
+
+  const curlDirect = (e: EnvoyStandIn) =>
+    runCmd('curl', ['-sS', '--max-time', '10', '--tlsv1.2', '--tls-max', '1.2', '--connect-to', `localhost:443:127.0.0.1:${e.port}`, '--cacert', w.pki.root.certPath, 'https://localhost/']);
+
+  test('TLS 1.2 good server: bytes pass unchanged (the workload sees the server\'s own chain), allow in the metadata', async () => {
+    const s = await server('tls1_2', w.good, w.chainPath, { requireClientCert: false });
+    const e = await standIn(p, s);
+    try {
+      const res = await curlDirect(e);
+      assert.equal(res.code, 0, res.stderr);
+      assert.match(res.stdout, /s_server/);
+      const d = await p.nextDecision();
+      assert.equal(d.outcome, 'allow');
+      assert.equal(d.action, 'inspect');
+      await e.connections[0]!.done;
+      assert.equal(e.connections[0]!.metadata.ca_proxy?.action, 'inspect');
+      assert.equal(e.connections[0]!.metadata.ca_proxy?.revocation, 'good');
+      e.assertClean();
+    } finally {
+      await e.close();
+      await s.stop();
+    }
+  });
+
+  test('TLS 1.2 revoked server: certificate_revoked alert to the workload, denied in the metadata', async () => {
+    const s = await server('tls1_2', w.revoked, w.chainPath, { requireClientCert: false });
+    const e = await standIn(p, s);
+    try {
+      const res = await curlDirect(e);
+      assert.notEqual(res.code, 0);
+      assert.match(res.stderr, /certificate revoked|alert number 44/i, res.stderr);
+      const d = await p.nextDecision();
+      assert.equal(d.reason, 'certificate_revoked');
+      await e.connections[0]!.done;
+      assert.equal(e.connections[0]!.metadata.ca_proxy?.reason, 'certificate_revoked');
+      e.assertClean();
+    } finally {
+      await e.close();
+      await s.stop();
+    }
+  });
+
+  test('TLS 1.3 under tls13: deny: tls13_not_inspectable', async () => {
+    const s = await server('tls1_3', w.good, w.chainPath, { requireClientCert: false });
+    const e = await standIn(p, s);
+    try {
+      const res = await runCmd('curl', ['-sS', '--max-time', '10', '--connect-to', `localhost:443:127.0.0.1:${e.port}`, '--cacert', w.pki.root.certPath, 'https://localhost/']);
+      assert.notEqual(res.code, 0);
+      const d = await p.nextDecision();
+      assert.equal(d.reason, 'tls13_not_inspectable');
+      await e.connections[0]!.done;
+      assert.equal(e.connections[0]!.metadata.ca_proxy?.reason, 'tls13_not_inspectable');
+      e.assertClean();
+    } finally {
+      await e.close();
+      await s.stop();
+    }
+  });
+});
