@@ -134,7 +134,7 @@ describe('parseConfig: every problem, with its field path', () => {
   - match: {port: 8443}
     action: allow
 `);
-    assert.deepEqual(lines, ['config.yaml:6:13: rules[2].action: must be one of intercept, passthrough, deny (got "allow")']);
+    assert.deepEqual(lines, ['config.yaml:6:13: rules[2].action: must be one of intercept, inspect, passthrough, deny (got "allow")']);
   });
 
   test('unknown field: reported at the key, with a suggestion', () => {
