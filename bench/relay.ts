@@ -1,9 +1,12 @@
 /**
  * Bulk relay throughput: one connection carrying `bytes` (default 256 MiB) from the server to
- * the client, over TLS 1.3, three ways:
+ * the client, over TLS 1.3 (or 1.2 with `tls: 'TLSv1.2'`), four ways:
  * - direct: client ↔ server TLS (the client presents the proxy identity itself);
  * - tcp-relay: the same TLS session end to end through a plain CONNECT relay that only copies
  *   bytes (bench/support.ts) — the floor of any relay written in Node;
+ * - inspect: the same end-to-end TLS session through ca-proxy's `inspect` action: the handshake
+ *   is parsed (for TLS 1.2 the server's Certificate is chain- and CRL-checked before it is
+ *   forwarded; TLS 1.3 is relayed under `tls13: allowUnchecked`), then bytes pass unread;
  * - proxy: through ca-proxy in intercept mode, which decrypts and re-encrypts every byte.
  *
  * Time runs from the request (`bulk N\n`, written once the handshake is done) to the last
@@ -11,14 +14,14 @@
  * closes once it has counted N bytes). The paths rotate over several rounds so background noise
  * hits all of them; reported is the median MB/s (10^6 bytes/s) and the ratios to direct.
  *
- * Run alone: `node dist/bench/relay.js [--mib N] [--rounds N]`.
+ * Run alone: `node dist/bench/relay.js [--mib N] [--rounds N] [--tls 1.2|1.3]`.
  */
 import tls from 'node:tls';
 import { performance } from 'node:perf_hooks';
 import { cpuMsNow, median, shortError, mdTable, openTunnel, startBenchPeers, type BenchPeers } from './support';
 
-export type RelayPath = 'direct' | 'tcp-relay' | 'proxy';
-export const RELAY_PATHS: RelayPath[] = ['direct', 'tcp-relay', 'proxy'];
+export type RelayPath = 'direct' | 'tcp-relay' | 'inspect' | 'proxy';
+export const RELAY_PATHS: RelayPath[] = ['direct', 'tcp-relay', 'inspect', 'proxy'];
 
 export interface RelayOptions {
   /** Bytes per transfer (default 256 MiB). */
@@ -27,6 +30,8 @@ export interface RelayOptions {
   rounds?: number;
   /** Per-transfer limit, ms (default 60 000): a slower transfer is abandoned and counted as an error. */
   timeoutMs?: number;
+  /** TLS version of every path (default TLSv1.3). */
+  tls?: 'TLSv1.2' | 'TLSv1.3';
 }
 
 export interface RelayPathResult {
@@ -46,9 +51,10 @@ export interface RelayResult {
 }
 
 /** One transfer on `path`; resolves with elapsed ms (request → last byte) and the cipher. */
-function transfer(peers: BenchPeers, path: RelayPath, bytes: number, timeoutMs: number): Promise<{ ms: number; cipher: string }> {
+function transfer(peers: BenchPeers, path: RelayPath, bytes: number, timeoutMs: number, version: 'TLSv1.2' | 'TLSv1.3' = 'TLSv1.3'): Promise<{ ms: number; cipher: string }> {
   return new Promise((resolve, reject) => {
-    const port = peers.servers.ports.bulk!;
+    const tls12 = version === 'TLSv1.2';
+    const port = peers.servers.ports[path === 'inspect' ? (tls12 ? 'bulk12-inspect' : 'bulk-inspect') : tls12 ? 'bulk12' : 'bulk']!;
     let sock: tls.TLSSocket | null = null;
     const fail = (err: Error): void => {
       clearTimeout(timer);
@@ -77,32 +83,34 @@ function transfer(peers: BenchPeers, path: RelayPath, bytes: number, timeoutMs: 
       s.once('error', fail);
       s.once('close', () => fail(new Error(`${path}: closed after ${got} of ${bytes} bytes`)));
     };
-    const direct = { servername: 'localhost', minVersion: 'TLSv1.3' as const, ca: peers.serverCaPem, cert: peers.identity.cert, key: peers.identity.key };
+    const direct = { servername: 'localhost', minVersion: version, maxVersion: version, ca: peers.serverCaPem, cert: peers.identity.cert, key: peers.identity.key };
     if (path === 'direct') start(tls.connect({ ...direct, host: '127.0.0.1', port }));
     else if (path === 'tcp-relay') openTunnel(peers.relay.ports.relay!, 'localhost', port).then((socket) => start(tls.connect({ ...direct, socket })), fail);
-    else openTunnel(peers.proxy.ports.connect!, 'localhost', port).then((socket) => start(tls.connect({ servername: 'localhost', minVersion: 'TLSv1.3', socket, ca: peers.interceptionCaPem })), fail);
+    // inspect relays the server's own chain and presents no identity: the client trusts the server's CA and brings its certificate.
+    else if (path === 'inspect') openTunnel(peers.proxy.ports.connect!, 'localhost', port).then((socket) => start(tls.connect({ ...direct, socket })), fail);
+    else openTunnel(peers.proxy.ports.connect!, 'localhost', port).then((socket) => start(tls.connect({ servername: 'localhost', minVersion: version, maxVersion: version, socket, ca: peers.interceptionCaPem })), fail);
   });
 }
 
 /** Runs the relay benchmark against running peers. */
 export async function runRelayBench(peers: BenchPeers, opts: RelayOptions = {}, log: (line: string) => void = console.log): Promise<RelayResult> {
-  const o: Required<RelayOptions> = { bytes: opts.bytes ?? 256 * 1024 * 1024, rounds: opts.rounds ?? 6, timeoutMs: opts.timeoutMs ?? 60_000 };
+  const o: Required<RelayOptions> = { bytes: opts.bytes ?? 256 * 1024 * 1024, rounds: opts.rounds ?? 6, timeoutMs: opts.timeoutMs ?? 60_000, tls: opts.tls ?? 'TLSv1.3' };
   const acc = Object.fromEntries(RELAY_PATHS.map((p) => [p, { mbps: [] as number[], errors: 0 } as RelayPathResult])) as Record<RelayPath, RelayPathResult>;
   const cpu = Object.fromEntries(RELAY_PATHS.map((p) => [p, { client: [] as number[], middle: [] as number[], server: [] as number[] }])) as Record<RelayPath, Record<'client' | 'middle' | 'server', number[]>>;
   const cpuNow = async (p: RelayPath) => ({
     client: cpuMsNow(),
-    middle: p === 'proxy' ? await peers.proxy.cpuMs() : p === 'tcp-relay' ? await peers.relay.cpuMs() : 0,
+    middle: p === 'proxy' || p === 'inspect' ? await peers.proxy.cpuMs() : p === 'tcp-relay' ? await peers.relay.cpuMs() : 0,
     server: await peers.servers.cpuMs(),
   });
   // Warm-up: a small transfer per path (JIT, the proxy's minted-leaf cache).
-  for (const p of RELAY_PATHS) await transfer(peers, p, 4 * 1024 * 1024, o.timeoutMs).catch(() => undefined);
+  for (const p of RELAY_PATHS) await transfer(peers, p, 4 * 1024 * 1024, o.timeoutMs, o.tls).catch(() => undefined);
   for (let round = 0; round < o.rounds; round++) {
     const order = RELAY_PATHS.map((_, i) => RELAY_PATHS[(i + round) % RELAY_PATHS.length]!);
     for (const p of order) {
       const a = acc[p];
       try {
         const c0 = await cpuNow(p);
-        const { ms, cipher } = await transfer(peers, p, o.bytes, o.timeoutMs);
+        const { ms, cipher } = await transfer(peers, p, o.bytes, o.timeoutMs, o.tls);
         const c1 = await cpuNow(p);
         for (const k of ['client', 'middle', 'server'] as const) cpu[p][k].push(c1[k] - c0[k]);
         const mbps = o.bytes / 1e6 / (ms / 1000);
@@ -126,6 +134,7 @@ export async function runRelayBench(peers: BenchPeers, opts: RelayOptions = {}, 
 const LABELS: Record<RelayPath, string> = {
   direct: 'direct TLS (client ↔ server)',
   'tcp-relay': 'TLS through a plain TCP relay (floor)',
+  inspect: 'through ca-proxy (inspect: handshake parsed, then relayed unread)',
   proxy: 'through ca-proxy (intercept: decrypt + re-encrypt)',
 };
 
@@ -140,7 +149,7 @@ export function relayTable(r: RelayResult): string {
       s.medianMBps.toFixed(0),
       s.mbps.map((x) => x.toFixed(0)).join(', '),
       `${((s.medianMBps / direct) * 100).toFixed(0)}%`,
-      p === 'proxy' ? `${((s.medianMBps / relay) * 100).toFixed(0)}%` : '',
+      p === 'proxy' || p === 'inspect' ? `${((s.medianMBps / relay) * 100).toFixed(0)}%` : '',
       [s.cpuMsPerTransfer.client, p === 'direct' ? NaN : s.cpuMsPerTransfer.middle, s.cpuMsPerTransfer.server].map((x) => (Number.isNaN(x) ? '–' : (x / 1000).toFixed(2))).join(' / '),
       s.errors ? `${s.errors} (${s.firstError})` : '0',
     ];
@@ -157,7 +166,9 @@ async function main(): Promise<void> {
   const mib = num('--mib');
   const peers = await startBenchPeers();
   try {
-    const r = await runRelayBench(peers, { bytes: mib === undefined ? undefined : mib * 1024 * 1024, rounds: num('--rounds') });
+    const tlsArg = num('--tls');
+    const r = await runRelayBench(peers, { bytes: mib === undefined ? undefined : mib * 1024 * 1024, rounds: num('--rounds'), tls: tlsArg === 1.2 ? 'TLSv1.2' : 'TLSv1.3' });
+    console.log(`\nTLS ${r.options.tls}, ${r.options.bytes / (1024 * 1024)} MiB per transfer, ${r.options.rounds} rounds`);
     console.log('\n' + relayTable(r));
   } finally {
     await peers.close();

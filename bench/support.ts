@@ -94,7 +94,7 @@ export type RoleSpec =
   | { role: 'proxy'; config: Config }
   | { role: 'relay' };
 
-/** Ports a child listens on, keyed by name (`tls1.2`, `tls1.3`, `bulk`, `connect`, `relay`). */
+/** Ports a child listens on, keyed by name (`tls1.2`, `tls1.3`, `bulk`, `bulk12`, `bulk-inspect`, `bulk12-inspect`, `connect`, `relay`). */
 export type Ports = Record<string, number>;
 
 export interface Peer {
@@ -178,6 +178,12 @@ export async function startBenchPeers(): Promise<BenchPeers> {
     // The CRL watch (fs.watch) is not needed: the files never change during the run.
     const config = worldConfig(world);
     config.revocation = { ...config.revocation, watch: false };
+    // The inspect paths of bench/relay.ts: same servers, own ports. TLS 1.3 cannot be checked
+    // by inspect; allowUnchecked relays it the same way once decided.
+    config.rules = [
+      { name: 'bench-inspect-tls12', match: { port: servers.ports['bulk12-inspect']! }, action: 'inspect' },
+      { name: 'bench-inspect-tls13', match: { port: servers.ports['bulk-inspect']! }, action: 'inspect', tls13: 'allowUnchecked' },
+    ];
     const proxy = await startPeer({ role: 'proxy', config });
     started.push(proxy);
     const relay = await startPeer({ role: 'relay' });
@@ -250,7 +256,9 @@ const BULK_CHUNK = 64 * 1024;
 
 /**
  * The upstream servers: `tls1.2` and `tls1.3` answer one request line (`ping\n`) with `pong\n`;
- * `bulk` (TLS 1.3) answers `bulk N\n` with N bytes. All require a client certificate issued by
+ * `bulk` (TLS 1.3) and `bulk12` (TLS 1.2) answer `bulk N\n` with N bytes; `bulk-inspect` and
+ * `bulk12-inspect` are the same servers on ports of their own, which ca-proxy's config routes
+ * to the `inspect` action (rules match the destination port). All require a client certificate issued by
  * `clientCaPath` (as the servers ca-proxy is built for do). The client closes once it has the
  * answer (as an HTTP/1.1 keep-alive client would), so no measurement includes the teardown.
  */
@@ -282,26 +290,30 @@ async function runServers(spec: Extract<RoleSpec, { role: 'servers' }>): Promise
   };
   const ping = (version: tls.SecureVersion): tls.Server =>
     tls.createServer({ ...base, minVersion: version, maxVersion: version }, (s) => onLine(s, (line) => (line === 'ping' ? s.write('pong\n') : s.destroy())));
-  const bulk = tls.createServer({ ...base, minVersion: 'TLSv1.3' }, (s) =>
-    onLine(s, (line) => {
-      const m = /^bulk (\d+)$/.exec(line);
-      if (!m) return s.destroy();
-      let left = Number(m[1]);
-      const block = Buffer.alloc(BULK_CHUNK, 0x61);
-      const pump = (): void => {
-        while (left > 0) {
-          const n = Math.min(left, BULK_CHUNK);
-          left -= n;
-          if (!s.write(n === BULK_CHUNK ? block : block.subarray(0, n))) return void s.once('drain', pump);
-        }
-      };
-      pump();
-    }),
-  );
+  const bulk = (version: tls.SecureVersion): tls.Server =>
+    tls.createServer({ ...base, minVersion: version, maxVersion: version }, (s) =>
+      onLine(s, (line) => {
+        const m = /^bulk (\d+)$/.exec(line);
+        if (!m) return s.destroy();
+        let left = Number(m[1]);
+        const block = Buffer.alloc(BULK_CHUNK, 0x61);
+        const pump = (): void => {
+          while (left > 0) {
+            const n = Math.min(left, BULK_CHUNK);
+            left -= n;
+            if (!s.write(n === BULK_CHUNK ? block : block.subarray(0, n))) return void s.once('drain', pump);
+          }
+        };
+        pump();
+      }),
+    );
   const ports: Ports = {
     'tls1.2': await listen(ping('TLSv1.2')),
     'tls1.3': await listen(ping('TLSv1.3')),
-    bulk: await listen(bulk),
+    bulk: await listen(bulk('TLSv1.3')),
+    bulk12: await listen(bulk('TLSv1.2')),
+    'bulk-inspect': await listen(bulk('TLSv1.3')),
+    'bulk12-inspect': await listen(bulk('TLSv1.2')),
   };
   return { ports, close: () => servers.forEach((s) => s.close()) };
 }
