@@ -2,12 +2,14 @@
  * RevocationStore: the set of accepted CRLs that every revocation check reads (RFC 5280 §6.3).
  *
  * Loading validates every CRL (structure, signature by a trusted CRL signer, thisUpdate ≤ now +
- * skew, no unsupported critical extension, no delta CRL, no cRLNumber rollback) and then swaps
+ * skew, no unsupported critical extension, no cRLNumber rollback) and then swaps
  * the whole new set in with one reference assignment, so a check sees either the old set or the
  * new one, never a mix. A refused CRL never replaces a good one.
  *
  * What a reload keeps (decided here, documented in one place):
- * - A *scope* is the CRL issuer Name plus its issuingDistributionPoint (RFC 5280 §5.2.5). Per
+ * - A *scope* is the CRL issuer Name plus its issuingDistributionPoint (RFC 5280 §5.2.5), and
+ *   whether it is a delta CRL (§5.2.4): a scope's delta CRL is kept beside its complete CRL and
+ *   applied to it when checking (revocation.ts); a delta alone never answers `good`. Per
  *   scope the store holds one CRL: the accepted one with the highest cRLNumber (latest thisUpdate
  *   when there is no cRLNumber). Other CRLs of the same scope in the same load are reported as
  *   refused with code `rollback` ("superseded").
@@ -32,8 +34,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { X509Certificate } from 'node:crypto';
 import { X509Certificate as X509 } from 'node:crypto';
-import { certInfo, formatName, nameKey, type CertInfo } from './certinfo';
+import { certInfo, formatName, type CertInfo } from './certinfo';
 import { CrlError, crlTimeStatus, type CrlErrorCode, type ParsedCrl } from './crl';
+import { certStatus, crlRecord, type CrlRecord } from './revocation';
 import { loadCrlFile } from './crl-worker';
 import type { CrlInfo, RevocationResult } from './types';
 
@@ -73,17 +76,12 @@ export interface WatchOptions {
   pollMs?: number;
 }
 
-interface ActiveCrl {
+interface ActiveCrl extends CrlRecord {
   info: CrlInfo;
-  crl: ParsedCrl;
-  scope: string;
-  issuerKey: string;
+  /** `scope`, prefixed for delta CRLs: the store keeps one CRL per slot. */
+  slot: string;
   /** The file it came from (without `#n`). */
   file: string;
-  onlyUser: boolean;
-  onlyCa: boolean;
-  onlyAttr: boolean;
-  onlySomeReasons: boolean;
 }
 
 interface State {
@@ -92,6 +90,7 @@ interface State {
 }
 
 const EMPTY: State = { byIssuer: new Map(), byScope: new Map() };
+const NONE: readonly ActiveCrl[] = [];
 
 export class RevocationStore extends EventEmitter {
   private state: State = EMPTY;
@@ -166,11 +165,11 @@ export class RevocationStore extends EventEmitter {
     // One CRL per scope: the newest of this load.
     const best = new Map<string, ActiveCrl>();
     for (const c of candidates) {
-      const prev = best.get(c.scope);
-      if (!prev) best.set(c.scope, c);
+      const prev = best.get(c.slot);
+      if (!prev) best.set(c.slot, c);
       else {
         const [win, lose] = newer(c, prev) ? [c, prev] : [prev, c];
-        best.set(c.scope, win);
+        best.set(c.slot, win);
         refused.push({ source: lose.info.source, code: 'rollback', message: `superseded by ${win.info.source} (cRLNumber ${win.info.cRLNumber ?? 'none'})` });
       }
     }
@@ -198,8 +197,8 @@ export class RevocationStore extends EventEmitter {
       if (!byScope.has(scope) && present.has(a.file)) byScope.set(scope, a);
     }
     for (const c of byScope.values()) {
-      const hw = this.highWater.get(c.scope);
-      if (!hw || !isLower(c, hw)) this.highWater.set(c.scope, { crlNumber: c.crl.crlNumber, thisUpdate: c.crl.thisUpdate.getTime() });
+      const hw = this.highWater.get(c.slot);
+      if (!hw || !isLower(c, hw)) this.highWater.set(c.slot, { crlNumber: c.crl.crlNumber, thisUpdate: c.crl.thisUpdate.getTime() });
     }
     const byIssuer = new Map<string, ActiveCrl[]>();
     for (const c of byScope.values()) {
@@ -216,9 +215,6 @@ export class RevocationStore extends EventEmitter {
 
   /** Checks of one parsed, signature-verified CRL that do not depend on other CRLs. @throws CrlError */
   private validate(crl: ParsedCrl, source: string, file: string, now: Date): ActiveCrl {
-    if (crl.deltaCrlIndicator !== null) {
-      throw new CrlError('unsupported_critical_extension', 'delta CRLs (deltaCRLIndicator, RFC 5280 §5.2.4) are not supported');
-    }
     if (crlTimeStatus(crl, now, this.skewMs) === 'not_yet_valid') {
       throw new CrlError('not_yet_valid', `thisUpdate ${crl.thisUpdate.toISOString()} is after now (${now.toISOString()}) + ${this.skewMs} ms`);
     }
@@ -228,9 +224,15 @@ export class RevocationStore extends EventEmitter {
     } catch {
       issuer = `#${crl.issuerDer.toString('hex')}`;
     }
-    const idp = crl.issuingDistributionPoint;
-    const issuerKey = nameKey(crl.issuerDer);
+    let rec: CrlRecord;
+    try {
+      rec = crlRecord(crl);
+    } catch (e) {
+      throw new CrlError('malformed', `issuingDistributionPoint: ${(e as Error).message}`, { cause: e });
+    }
     return {
+      ...rec,
+      slot: `${rec.deltaBase !== null ? 'delta|' : ''}${rec.scope}`,
       info: {
         issuer,
         cRLNumber: crl.crlNumber === null ? null : crl.crlNumber.toString(),
@@ -240,46 +242,33 @@ export class RevocationStore extends EventEmitter {
         sha256: crl.sha256,
         source,
       },
-      crl,
-      issuerKey,
-      scope: `${issuerKey}|${idp ? idp.raw.toString('hex') : ''}`,
       file,
-      onlyUser: idp?.onlyContainsUserCerts ?? false,
-      onlyCa: idp?.onlyContainsCACerts ?? false,
-      onlyAttr: idp?.onlyContainsAttributeCerts ?? false,
-      onlySomeReasons: idp?.onlySomeReasons ?? false,
     };
   }
 
   /**
-   * Revocation status of `cert`, issued by `issuer` (RFC 5280 §6.3.3, complete CRLs only).
-   * `revoked` when any active CRL of the issuer lists the serial (even a stale one); else `good`
-   * from a current CRL that covers the certificate; else `stale` from an expired one; else
-   * `unknown`. Coverage uses the issuingDistributionPoint flags (user/CA/attribute certs only;
-   * a CRL with onlySomeReasons can say revoked, never good); distribution point names and
-   * indirect CRLs are not evaluated yet. O(1) per CRL of the issuer.
+   * Revocation status of `cert`, issued by `issuer` (RFC 5280 §6.3.3, revocation.ts `certStatus`):
+   * the CRLs of the certificate issuer, and of the cRLIssuer its distribution points name
+   * (indirect CRLs), in scope per the issuingDistributionPoint; a scope's delta CRL applied to its
+   * complete CRL. `revoked` when a usable CRL lists the serial (a CRL past nextUpdate too, when no
+   * current CRL decides); `good` when current CRLs cover every reason; `stale` when only CRLs past
+   * nextUpdate do; else `unknown`. O(1) per candidate CRL (hash probe).
    */
   check(cert: CertInfo, issuer: CertInfo | X509Certificate): RevocationResult {
     const iss = issuer instanceof X509 ? certInfo(issuer) : (issuer as CertInfo);
-    const key = nameKey(cert.issuerDer);
-    if (key !== nameKey(iss.subjectDer)) return { status: 'unknown' };
-    const list = this.state.byIssuer.get(key);
-    if (!list) return { status: 'unknown' };
-    const now = this.now();
-    let current: ActiveCrl | null = null;
-    let stale: ActiveCrl | null = null;
-    for (const a of list) {
-      if ((a.onlyUser && cert.isCa) || (a.onlyCa && !cert.isCa) || a.onlyAttr) continue;
-      const e = a.crl.lookup(cert.serial);
-      // removeFromCRL only means something in a delta CRL (§5.3.1); in a complete CRL it is not a revocation.
-      if (e && e.reason !== 'removeFromCRL') return { status: 'revoked', crl: a.info, reason: e.reason, revocationDate: e.revocationDate };
-      if (a.onlySomeReasons) continue;
-      if (crlTimeStatus(a.crl, now, this.skewMs) === 'expired') stale ??= a;
-      else current ??= a;
+    if (cert.issuerKey !== iss.subjectKey) return { status: 'unknown' };
+    const byIssuer = this.state.byIssuer;
+    const st = certStatus(cert, { byIssuer: (k) => byIssuer.get(k) ?? NONE }, { now: this.now(), skewMs: this.skewMs });
+    switch (st.status) {
+      case 'revoked':
+        return { status: 'revoked', crl: st.rec.info, reason: st.entry.reason, revocationDate: st.entry.revocationDate };
+      case 'good':
+        return { status: 'good', crl: st.rec.info };
+      case 'stale':
+        return { status: 'stale', crl: st.rec.info };
+      case 'unknown':
+        return { status: 'unknown' };
     }
-    if (current) return { status: 'good', crl: current.info };
-    if (stale) return { status: 'stale', crl: stale.info };
-    return { status: 'unknown' };
   }
 
   /**

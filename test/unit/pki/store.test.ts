@@ -132,7 +132,7 @@ describe('RevocationStore', () => {
     assert.ok(rep2.refused.some((r) => r.code === 'rollback' && r.source.endsWith('older.crl')));
   });
 
-  test('stale: past nextUpdate + skew answers stale, revoked still wins; delta CRLs refused', async () => {
+  test('stale: past nextUpdate + skew answers stale, revoked still wins; a delta CRL alone is never taken for a complete CRL', async () => {
     const d = fresh();
     fs.copyFileSync(pki.crl('intermediate', { crlNumber: 40, nextUpdateDays: 1 }), path.join(d, 'i.crl'));
     let now = new Date();
@@ -150,7 +150,11 @@ describe('RevocationStore', () => {
     const pyDelta = fs.readFileSync(pki.crl('intermediate', { crlNumber: 41, extraExtensions: ['2.5.29.27=critical,ASN1:INTEGER:40'] }));
     fs.writeFileSync(path.join(d, 'i.crl'), pyDelta);
     const rep3 = await store.loadPaths([d]);
-    assert.equal(rep3.refused[0]?.code, 'unsupported_critical_extension');
+    // Delta CRLs are supported (RFC 5280 §5.2.4): accepted beside the complete CRL 40 (kept: its file is
+    // still loaded), which is past nextUpdate, so the answer stays stale, never good from the delta.
+    assert.equal(rep3.accepted.length, 1);
+    const s3 = store.check(good, interCa);
+    assert.ok(s3.status === 'stale' && s3.crl.cRLNumber === '40', JSON.stringify(s3));
   });
 
   test('a deleted CRL file drops its issuer; a missing path is reported', async () => {
