@@ -78,18 +78,26 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
     secureContext: false,
   });
   const workloadCA = config.workloadCA.map((f) => fs.readFileSync(f, 'utf8'));
-  // One SecureContext per minted leaf, holding the workload CAs for clientAuth.
-  const contexts = new WeakMap<MintedLeaf, tls.SecureContext>();
+  // One SecureContext per minted leaf and version cap, holding the workload CAs for clientAuth.
+  const contexts = new WeakMap<MintedLeaf, Map<string, tls.SecureContext>>();
 
   const ctx: EngineContext = {
     limits: config.limits,
     policy: (dest) => matchRule(config, dest),
-    leafContext: async (name) => {
+    leafContext: async (name, opts = {}) => {
       const leaf = await minter.mint(name);
-      let sc = contexts.get(leaf);
+      let byVersion = contexts.get(leaf);
+      if (!byVersion) contexts.set(leaf, (byVersion = new Map()));
+      const key = opts.maxVersion ?? 'any';
+      let sc = byVersion.get(key);
       if (!sc) {
-        sc = tls.createSecureContext({ cert: leaf.chainPem, key: leaf.keyPem, ...(workloadCA.length ? { ca: workloadCA } : {}) });
-        contexts.set(leaf, sc);
+        sc = tls.createSecureContext({
+          cert: leaf.chainPem,
+          key: leaf.keyPem,
+          ...(workloadCA.length ? { ca: workloadCA } : {}),
+          ...(opts.maxVersion ? { maxVersion: opts.maxVersion } : {}),
+        });
+        byVersion.set(key, sc);
       }
       return sc;
     },

@@ -22,7 +22,7 @@ export interface EngineContext {
   /** Ordered destination rules; first match wins (internal/engine/policy.ts). */
   policy(dest: { sni: string | null; port: number | undefined }): { name: string; settings: RuleSettings };
   /** The interception CA's minted leaf for a name, as a SecureContext that also holds the workload CAs. */
-  leafContext(name: string): Promise<SecureContext>;
+  leafContext(name: string, opts?: { maxVersion?: 'TLSv1.2' }): Promise<SecureContext>;
   identities: Map<string, IdentityRef>;
   /** Trust anchors for server chains. */
   anchors: X509Certificate[];

@@ -58,6 +58,11 @@ export class Intercept {
   private certRequested = false;
   /** The proxy identity actually went out to the server (not merely configured). */
   private identityPresented = false;
+  /** ALPN protocol from the ServerHello (known before OpenSSL finishes the upstream handshake). */
+  private serverAlpn: string | null = null;
+  private upSecure = false;
+  /** The workload's side of the decision, once its handshake has finished and it passed. */
+  private workloadOk: Partial<Decision> | null = null;
   private readonly identity: IdentityRef | undefined;
   /** Workload bytes that arrive before the downstream session exists. */
   private pendingWorkload: Buffer[] = [];
@@ -142,6 +147,11 @@ export class Intercept {
   fromWorkload(chunk: Buffer, end: boolean): void {
     if (this.disposed) return;
     if (this.downWire) {
+      // TLS ≤ 1.2 upstream not finished yet: whatever the workload's next flight makes the
+      // downstream answer (its CCS and Finished) waits until the upstream handshake is done.
+      // Behind Envoy, bytes for the server leave only in answers to workload requests, so the
+      // workload must not consider its handshake done before the server's Finished arrived.
+      if (!this.tls13 && !this.upSecure) this.downWire.hold();
       if (chunk.length) this.downWire.deliver(chunk);
       if (end) {
         // OpenSSL's server side waits forever on an EOF mid-handshake (allowHalfOpen wire);
@@ -192,10 +202,19 @@ export class Intercept {
   private onFlightEvent(ev: FlightEvent): boolean {
     switch (ev.kind) {
       case 'serverHello':
-        if (!ev.hello.isHelloRetryRequest && ev.hello.selectedVersion >= 0x0304) {
+        if (ev.hello.isHelloRetryRequest) return true;
+        this.serverAlpn = ev.hello.alpn ?? null;
+        if (ev.hello.selectedVersion >= 0x0304) {
           this.tls13 = true;
           this.upWire.hold();
         }
+        return true;
+      case 'serverHelloDone':
+        // TLS ≤ 1.2: the server's flight has been checked, so the workload can be answered now,
+        // while OpenSSL finishes upstream. Waiting for the server's Finished instead would
+        // deadlock behind Envoy: the proxy's client flight can only travel in the answer to
+        // the workload's next request, which the workload sends only once it has been answered.
+        if (this.chain && !this.chainVerdict()) this.startDownstreamOnce();
         return true;
       case 'certificate': {
         this.chain = this.verify(ev.chain);
@@ -247,7 +266,23 @@ export class Intercept {
       cipher: cipher?.standardName ?? cipher?.name,
       alpn: this.up.alpnProtocol || null,
     };
+    this.upSecure = true;
+    this.downWire?.release();
+    this.startDownstreamOnce();
+    this.maybeAllow();
+  }
+
+  private startDownstreamOnce(): void {
+    if (this.downstreamStarted || this.disposed) return;
+    this.downstreamStarted = true;
     void this.startDownstream().catch((err) => this.host.fail(Reason.internalError, `downstream setup: ${(err as Error).message}`));
+  }
+
+  /** Both sessions are up and both checks passed: allow, and start relaying. */
+  private maybeAllow(): void {
+    if (!this.upSecure || !this.workloadOk || this.host.decision || this.disposed) return;
+    this.host.decide({ outcome: 'allow', reason: Reason.ok, ...this.decisionExtras(), ...this.workloadOk });
+    this.relay();
   }
 
   private onUpstreamError(err: Error): void {
@@ -294,14 +329,16 @@ export class Intercept {
   // ───────────────────────────── downstream ─────────────────────────────
 
   private async startDownstream(): Promise<void> {
-    const secureContext = await this.ctx.leafContext(this.hello.sni ?? this.serverName);
+    // When the server chose TLS ≤ 1.2, so does the workload's session: its server Finished can
+    // then be held until the upstream handshake completes (see fromWorkload), which keeps the
+    // workload from sending application data that could only travel upstream too late.
+    const secureContext = await this.ctx.leafContext(this.hello.sni ?? this.serverName, this.tls13 ? {} : { maxVersion: 'TLSv1.2' });
     if (this.disposed) return;
-    this.downstreamStarted = true;
     const wire = new Wire((chunk) => this.host.send('workload', chunk));
     wire.on('outputEnd', () => this.host.endTo('workload'));
     wire.on('error', () => undefined);
     this.downWire = wire;
-    const alpn = this.up.alpnProtocol;
+    const alpn = this.up.alpnProtocol || this.serverAlpn;
     const down = new tls.TLSSocket(wire, {
       isServer: true,
       secureContext,
@@ -349,8 +386,8 @@ export class Intercept {
       this.host.deny(Reason.workloadCertificateInvalid, `workload certificate: ${check.reason}`, null, extras);
       return;
     }
-    this.host.decide({ outcome: 'allow', reason: Reason.ok, ...extras });
-    this.relay();
+    this.workloadOk = { workload, substitution: this.substitution(!!peer) };
+    this.maybeAllow();
   }
 
   private onDownstreamError(err: Error): void {

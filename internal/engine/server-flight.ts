@@ -26,6 +26,8 @@ export type FlightEvent =
   | { kind: 'serverHello'; hello: ServerHello }
   | { kind: 'certificate'; chain: Buffer[] }
   | { kind: 'certificateRequest' }
+  /** TLS ≤ 1.2: the server's first flight is complete (RFC 5246 §7.4.5). */
+  | { kind: 'serverHelloDone' }
   | { kind: 'alert'; level: number; description: number };
 
 /** One complete record and what it revealed. `events` are in message order. */
@@ -101,6 +103,8 @@ export class ServerFlightWatcher {
         events.push({ kind: 'certificate', chain: parseCertificate(msg.body, this.version).certificates });
       } else if (msg.type === HandshakeType.certificate_request) {
         events.push({ kind: 'certificateRequest' });
+      } else if (msg.type === HandshakeType.server_hello_done) {
+        events.push({ kind: 'serverHelloDone' });
       }
     }
     return events;
