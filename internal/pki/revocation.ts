@@ -98,7 +98,6 @@ function pass<R extends CrlRecord>(cert: CertInfo, dps: DistributionPoint[], src
   let reasons = 0;
   let used: R | null = null;
   let why = 'no CRL of the certificate issuer';
-  const issuerDn = directoryName(cert.issuerDer);
   for (const dp of dps) {
     const keys = dp.crlIssuer ? dp.crlIssuer.filter((n): n is Extract<GeneralName, { type: 'dn' }> => n.type === 'dn').map((n) => n.key) : [cert.issuerKey];
     for (const key of keys) {
@@ -122,7 +121,7 @@ function pass<R extends CrlRecord>(cert: CertInfo, dps: DistributionPoint[], src
         const idp = rec.idp;
         if (idp) {
           if (idp.name) {
-            const against = dp.name ?? dp.crlIssuer ?? [issuerDn];
+            const against = dp.name ?? dp.crlIssuer ?? [issuerName(cert)];
             if (!anyNameMatches(idp.name, against)) {
               why = 'the CRL distribution point does not match the certificate (different CRL scope)';
               continue;
@@ -168,6 +167,14 @@ function pass<R extends CrlRecord>(cert: CertInfo, dps: DistributionPoint[], src
   if (reasons === ALL_REASONS && used) return { status: 'good', rec: used };
   if (used) why = 'the usable CRLs cover only some revocation reasons';
   return { status: 'unknown', why };
+}
+
+const issuerNames = new WeakMap<CertInfo, GeneralName>();
+/** The certificate issuer as a directoryName (the default distribution point's cRLIssuer), parsed once. */
+function issuerName(cert: CertInfo): GeneralName {
+  let n = issuerNames.get(cert);
+  if (!n) issuerNames.set(cert, (n = directoryName(cert.issuerDer)));
+  return n;
 }
 
 function deltaFor<R extends CrlRecord>(complete: R, src: CrlSource<R>, opts: CertStatusOptions<R>, allowExpired: boolean): R | null | 'expired' {
