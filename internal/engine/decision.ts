@@ -6,6 +6,7 @@
 import type { Action } from '../config/types';
 import type { CrlReason } from '../pki/types';
 import type { ReasonCode } from './reasons';
+import type { ChainResult } from '../pki/chain';
 
 export type RevocationStatus = 'good' | 'revoked' | 'unknown' | 'stale' | 'not_checked';
 
@@ -47,4 +48,30 @@ export interface Decision {
   workload?: { authenticated: boolean; certificateSha256?: string; error?: string };
   /** Milliseconds from the first ClientHello byte to the decision. */
   handshakeMs?: number;
+}
+
+/**
+ * The decision fields a checked server chain yields (both intercept and inspect report them):
+ * the leaf as `serverCertificate`, and the chain's worst revocation status with the CRL used.
+ */
+export function chainDecisionFields(chain: ChainResult): Pick<Decision, 'serverCertificate' | 'revocation'> {
+  const out: Pick<Decision, 'serverCertificate' | 'revocation'> = {};
+  const leaf = chain.path[0];
+  if (leaf) {
+    out.serverCertificate = {
+      subject: leaf.x509.subject.replace(/\n/g, ', '),
+      issuer: leaf.x509.issuer.replace(/\n/g, ', '),
+      serial: leaf.x509.serialNumber.toLowerCase(),
+      sha256: leaf.sha256,
+      notAfter: new Date(leaf.x509.validTo).toISOString(),
+    };
+  }
+  const res = chain.revocation.result;
+  out.revocation = {
+    status: chain.revocation.status,
+    serial: chain.revocation.serial,
+    ...(res && res.status === 'revoked' ? { reason: res.reason, revocationDate: res.revocationDate.toISOString() } : {}),
+    ...(res && 'crl' in res ? { cRLNumber: res.crl.cRLNumber, thisUpdate: res.crl.thisUpdate.toISOString() } : {}),
+  };
+  return out;
 }

@@ -35,7 +35,7 @@ import { ParseError } from '../tls/reader';
 import { versionName, type ClientHello, type ServerHello } from '../tls/handshake';
 import type { RuleSettings } from '../config/types';
 import type { EngineContext } from './context';
-import type { Decision } from './decision';
+import { chainDecisionFields, type Decision } from './decision';
 import { Reason, type ReasonCode } from './reasons';
 import { HandshakeObserver, type ObservedEvent } from './server-flight';
 import { alertFor } from './alerts';
@@ -445,25 +445,6 @@ export class Inspect {
   private extras(): Partial<Decision> {
     const extras: Partial<Decision> = { substitution: this.substitution() };
     if (this.resumed) extras.revocation = { status: 'not_checked' };
-    const c = this.chain;
-    if (!c) return extras;
-    const leaf = c.path[0];
-    if (leaf) {
-      extras.serverCertificate = {
-        subject: leaf.x509.subject.replace(/\n/g, ', '),
-        issuer: leaf.x509.issuer.replace(/\n/g, ', '),
-        serial: leaf.x509.serialNumber.toLowerCase(),
-        sha256: leaf.sha256,
-        notAfter: new Date(leaf.x509.validTo).toISOString(),
-      };
-    }
-    const res = c.revocation.result;
-    extras.revocation = {
-      status: c.revocation.status,
-      serial: c.revocation.serial,
-      ...(res && res.status === 'revoked' ? { reason: res.reason, revocationDate: res.revocationDate.toISOString() } : {}),
-      ...(res && 'crl' in res ? { cRLNumber: res.crl.cRLNumber, thisUpdate: res.crl.thisUpdate.toISOString() } : {}),
-    };
-    return extras;
+    return this.chain ? { ...extras, ...chainDecisionFields(this.chain) } : extras;
   }
 }

@@ -24,7 +24,7 @@ import { RecordReader, ContentType } from '../tls/record';
 import type { ClientHello } from '../tls/handshake';
 import type { RuleSettings } from '../config/types';
 import type { EngineContext, IdentityRef } from './context';
-import type { Decision } from './decision';
+import { chainDecisionFields, type Decision } from './decision';
 import { Reason, type ReasonCode } from './reasons';
 import { ServerFlightWatcher, type FlightEvent } from './server-flight';
 import { Wire } from './wire';
@@ -460,30 +460,7 @@ export class Intercept {
   }
 
   private decisionExtras(): Partial<Decision> {
-    const c = this.chain;
-    const extras: Partial<Decision> = { substitution: this.substitution(false) };
-    if (!c) return extras;
-    const leaf = c.path[0];
-    if (leaf) {
-      extras.serverCertificate = {
-        subject: leaf.x509.subject.replace(/\n/g, ', '),
-        issuer: leaf.x509.issuer.replace(/\n/g, ', '),
-        serial: leaf.x509.serialNumber.toLowerCase(),
-        sha256: leaf.sha256,
-        notAfter: new Date(leaf.x509.validTo).toISOString(),
-      };
-    }
-    const r = c.revocation;
-    const res = r.result;
-    extras.revocation = {
-      status: r.status,
-      serial: r.serial,
-      ...(res && res.status === 'revoked'
-        ? { reason: res.reason, revocationDate: res.revocationDate.toISOString() }
-        : {}),
-      ...(res && 'crl' in res ? { cRLNumber: res.crl.cRLNumber, thisUpdate: res.crl.thisUpdate.toISOString() } : {}),
-    };
-    return extras;
+    return { substitution: this.substitution(false), ...(this.chain ? chainDecisionFields(this.chain) : {}) };
   }
 
   /** Runs an event handler; an unexpected exception ends this connection, never the process. */
