@@ -8,6 +8,7 @@ import {
   looksLikeTls,
   type TlsRecord,
 } from '../../../internal/tls';
+import { rng } from '../../support/captures';
 
 function record(type: number, version: number, fragment: Buffer): Buffer {
   const h = Buffer.alloc(5);
@@ -17,17 +18,6 @@ function record(type: number, version: number, fragment: Buffer): Buffer {
   return Buffer.concat([h, fragment]);
 }
 
-/** Deterministic PRNG (mulberry32) so chunkings are reproducible. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Split `buf` into chunks whose sizes come from `next()` (each ≥ 1). */
 function chunked(buf: Buffer, next: () => number): Buffer[] {

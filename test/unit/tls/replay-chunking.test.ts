@@ -11,35 +11,7 @@ import fs from 'node:fs';
 import { HandshakeType, RecordReader } from '../../../internal/tls';
 import { HandshakeObserver, type ObservedEvent } from '../../../internal/engine/server-flight';
 import { pcapTcpStreams } from '../../support/pcap';
-import { sharedTestdata } from '../../support/root';
-
-const CAPTURES = sharedTestdata('captures');
-const haveCaptures = fs.existsSync(`${CAPTURES}/manifest.json`);
-
-const NAMES: Record<number, string> = {
-  [HandshakeType.client_hello]: 'ClientHello',
-  [HandshakeType.server_hello]: 'ServerHello',
-  [HandshakeType.new_session_ticket]: 'NewSessionTicket',
-  [HandshakeType.certificate]: 'Certificate',
-  [HandshakeType.server_key_exchange]: 'ServerKeyExchange',
-  [HandshakeType.certificate_request]: 'CertificateRequest',
-  [HandshakeType.server_hello_done]: 'ServerHelloDone',
-  [HandshakeType.certificate_verify]: 'CertificateVerify',
-  [HandshakeType.client_key_exchange]: 'ClientKeyExchange',
-  [HandshakeType.finished]: 'Finished',
-};
-
-/** A small seeded PRNG (mulberry32), so a failing chunking can be reproduced. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { CAPTURES, haveCaptures, MESSAGE_NAMES as NAMES, rng } from '../../support/captures';
 
 type Chunking = 'one byte' | 'random sizes' | 'whole records';
 

@@ -22,24 +22,7 @@ import {
   type HandshakeMessage,
 } from '../../../internal/tls';
 import { pcapTcpStreams } from '../../support/pcap';
-import { sharedTestdata } from '../../support/root';
-
-const CAPTURES = sharedTestdata('captures');
-const haveCaptures = fs.existsSync(`${CAPTURES}/manifest.json`);
-
-/** The manifest's message names (tshark style). */
-const NAMES: Record<number, string> = {
-  [HandshakeType.client_hello]: 'ClientHello',
-  [HandshakeType.server_hello]: 'ServerHello',
-  [HandshakeType.new_session_ticket]: 'NewSessionTicket',
-  [HandshakeType.certificate]: 'Certificate',
-  [HandshakeType.server_key_exchange]: 'ServerKeyExchange',
-  [HandshakeType.certificate_request]: 'CertificateRequest',
-  [HandshakeType.server_hello_done]: 'ServerHelloDone',
-  [HandshakeType.certificate_verify]: 'CertificateVerify',
-  [HandshakeType.client_key_exchange]: 'ClientKeyExchange',
-  [HandshakeType.finished]: 'Finished',
-};
+import { CAPTURES, haveCaptures, MESSAGE_NAMES as NAMES } from '../../support/captures';
 
 /** tshark's version spelling ('TLS1.2', 'SSL3.0') for a ProtocolVersion. */
 function tsharkVersion(v: number): string {
