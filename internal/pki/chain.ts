@@ -11,13 +11,14 @@
  * Checked: issuer/subject chaining (OpenSSL's X509_check_issued: names, AKI/SKI, issuer
  * keyUsage keyCertSign), every signature, basicConstraints cA on every issuer, validity periods
  * of the path and the anchor, the leaf's extendedKeyUsage (serverAuth when the extension is
- * present), the host name, and revocation. Not checked (not exposed by node:crypto and rare on
- * the public web): pathLenConstraint, name constraints, policy constraints, unknown critical
- * extensions.
+ * present), the host name, and revocation; then pathLenConstraint, name constraints and
+ * unknown critical extensions through `validatePath` (path.ts). Not checked: certificate
+ * policies (RFC 5280 §6.1.3 (d)–(f)), deliberately out of scope (docs/conformance.md).
  */
 import { X509Certificate } from 'node:crypto';
 import net from 'node:net';
 import { Reason, type ReasonCode } from '../engine/reasons';
+import { validatePath } from './path';
 import type { RevocationResult } from './types';
 import { certInfo, formatName, KeyUsageBit, type CertInfo } from './certinfo';
 
@@ -268,6 +269,18 @@ export function verifyServerChain(chainDer: Buffer[], opts: VerifyServerChainOpt
     return fail(Reason.untrustedServer, detail, longest);
   }
   const { path, anchor } = chosen as unknown as Candidate;
+
+  // RFC 5280 §6.1 on the path found: what path building does not look at (pathLenConstraint,
+  // name constraints, unknown critical extensions) is enforced by the same validator the
+  // PKITS conformance suite runs. Revocation stays with the store (below).
+  if (path.length > 0) {
+    const structural = validatePath({ path, anchor, crls: [], now: opts.now, revocation: 'none' });
+    if (!structural.ok && structural.failure) {
+      const f = structural.failure;
+      const reason = f.code === 'expired' ? Reason.certificateExpired : f.code === 'bad_signature' || f.code === 'name_chaining' ? Reason.untrustedServer : Reason.badServerCertificate;
+      return fail(reason, `certificate ${f.index} of the path: ${f.code}: ${f.detail}`, path, anchor);
+    }
+  }
 
   if (opts.hostname !== undefined && opts.hostname !== null && opts.hostname !== '') {
     let host = opts.hostname.trim();

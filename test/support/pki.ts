@@ -67,6 +67,10 @@ export interface CaOptions {
   keyType?: KeyType;
   /** keyUsage extension value; default `critical,keyCertSign,cRLSign`. `null` omits the extension. */
   keyUsage?: string | null;
+  /** basicConstraints pathLenConstraint (RFC 5280 §4.2.1.9); omitted by default. */
+  pathLen?: number;
+  /** Further extension lines for the CA certificate, e.g. `nameConstraints = critical,permitted;DNS:.a.test`. */
+  extraExtensions?: string[];
 }
 
 export interface LeafOptions {
@@ -212,8 +216,9 @@ export function makePki(opts: { dir?: string; keyType?: KeyType } = {}): Pki {
         'distinguished_name = dn',
         '[dn]',
         '[v3_ca]',
-        'basicConstraints = critical,CA:TRUE',
+        `basicConstraints = critical,CA:TRUE${o.pathLen === undefined ? '' : `,pathlen:${o.pathLen}`}`,
         ...(keyUsage === null ? [] : [`keyUsage = ${keyUsage}`]),
+        ...(o.extraExtensions ?? []),
         'subjectKeyIdentifier = hash',
         'authorityKeyIdentifier = keyid:always',
         '',
