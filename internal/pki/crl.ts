@@ -219,6 +219,10 @@ export class ParsedCrl {
     if (this.f.sha256 === null) this.f.sha256 = crypto.createHash('sha256').update(this.der).digest('hex');
     return this.f.sha256;
   }
+  /** Records a SHA-256 of `der` computed elsewhere (e.g. in the thread pool, overlapping the parse). */
+  presetSha256(hex: string): void {
+    this.f.sha256 = hex;
+  }
   /** Bytes held: the DER plus the index table. */
   get byteSize(): number {
     return this.der.length + this.table.byteLength;
