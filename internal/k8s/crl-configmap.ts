@@ -1,31 +1,24 @@
 /**
- * The CRL ConfigMap format: how the publisher writes one CRL into ConfigMaps (`encodeCrlConfigMaps`)
- * and how a watcher turns ConfigMaps back into the CRL's DER (`groupCrlConfigMaps` +
- * `decodeCrlSet`). docs/kubernetes.md ("CRL ConfigMap format") describes the same for users.
+ * The CRL ConfigMap format, version 1 (docs/kubernetes.md, "CRL ConfigMap format" is the
+ * contract): how the publisher writes one CRL into ConfigMaps (`encodeCrlConfigMaps`) and how a
+ * watcher turns them back into the CRL's DER (`groupCrlSets` + `decodeCrlSet`).
  *
- * One CRL source (one URL) is one *set*:
- * - a **head** ConfigMap `<base>-<sourceId>` carrying the annotations below; when the payload fits
- *   one object its bytes are in the head's `binaryData` under `crl.der` (plain DER) or
- *   `crl.der.gz` (gzip of the DER);
- * - when even the gzip payload does not fit one object, the head holds no data and the payload is
- *   cut into N chunks in **part** ConfigMaps `<head>-part-<i>` (i = 0..N-1), key `chunk`.
+ * A *set* holds one CRL. Every ConfigMap of a set is labelled `ca-proxy.io/crl: "true"` and
+ * `ca-proxy.io/crl-set: <set>`, and carries the same annotations (`ca-proxy.io/issuer`,
+ * `this-update`, `next-update`, `crl-number`, `sha256` of the whole DER, `source`) plus
+ * `ca-proxy.io/part: "i/n"`. Payload, in `binaryData`, one key per ConfigMap: `crl.der` (whole,
+ * plain), `crl.der.gz` (whole, gzip), or `crl.der[.gz].part-<i>-of-<n>` (i = 1..n) — the
+ * concatenation of parts 1..n is the encoded blob.
  *
- * Every object of every set carries the label `crl.ca-proxy.io/set: <base>` (the watcher's label
- * selector) and `crl.ca-proxy.io/role: head|part`. Annotations (prefix `crl.ca-proxy.io/`):
- * `issuer` (RFC 4514-style string), `this-update` / `next-update` (RFC 3339, next-update absent
- * when the CRL has none), `crl-number` (decimal), `sha256` (hex, of the whole DER), `source`
- * (URL), `encoding` (`identity` | `gzip`), `parts` (N, "1" when the data is in the head); parts
- * also carry `head` (the head's name), `part` (i), `parts`, `sha256` and `encoding`.
+ * Never trust a half-written set: a set decodes only from a *complete generation* — ConfigMaps
+ * agreeing on (sha256, n, encoding) holding exactly parts 1..n — whose reassembled, gunzipped
+ * DER hashes to the annotation. While a publisher rewrites parts in place there is no complete
+ * generation and the watcher keeps its last good CRL.
  *
- * Never trust a half-written set: the publisher writes the parts first and the head last, and a
- * set decodes only when the head and all N parts agree on `sha256`, `parts` and `encoding` and
- * the reassembled, gunzipped DER hashes to `sha256`. Anything else is `incomplete` (a write in
- * progress: wait for the next event) or `malformed`, and the watcher keeps its last good CRL.
- *
- * Size: kube-apiserver refuses a ConfigMap whose data exceeds 1 MiB (and etcd's request limit
- * is about 1.5 MiB). `binaryData` travels base64-encoded in JSON (4/3 larger), so a chunk is at
- * most (maxObjectBytes − 16 KiB headroom for metadata) × 3/4 raw bytes: the object then stays
- * under the limit whether the server counts raw data bytes or the encoded request body.
+ * Size: the API server refuses a ConfigMap whose data exceeds 1 MiB; the publisher puts at most
+ * 1,000,000 payload bytes in one ConfigMap, so base64 (4/3) plus metadata stays inside etcd's
+ * 1.5 MiB request limit. The DER is stored plain when it fits, gzipped when that fits, else the
+ * gzip stream is split.
  */
 import crypto from 'node:crypto';
 import { promisify } from 'node:util';
@@ -34,31 +27,27 @@ import zlib from 'node:zlib';
 const gzip = promisify(zlib.gzip);
 const gunzip = promisify(zlib.gunzip);
 
-/** Label and annotation prefix of the CRL ConfigMaps. */
-export const CRL_PREFIX = 'crl.ca-proxy.io/';
-export const LABEL_SET = `${CRL_PREFIX}set`;
-export const LABEL_ROLE = `${CRL_PREFIX}role`;
+export const FORMAT_VERSION = 1;
+export const LABEL_CRL = 'ca-proxy.io/crl';
+export const LABEL_SET = 'ca-proxy.io/crl-set';
+/** The watcher's default label selector. */
+export const CRL_LABEL_SELECTOR = `${LABEL_CRL}=true`;
 export const ANN = {
-  issuer: `${CRL_PREFIX}issuer`,
-  thisUpdate: `${CRL_PREFIX}this-update`,
-  nextUpdate: `${CRL_PREFIX}next-update`,
-  crlNumber: `${CRL_PREFIX}crl-number`,
-  sha256: `${CRL_PREFIX}sha256`,
-  source: `${CRL_PREFIX}source`,
-  encoding: `${CRL_PREFIX}encoding`,
-  parts: `${CRL_PREFIX}parts`,
-  part: `${CRL_PREFIX}part`,
-  head: `${CRL_PREFIX}head`,
-  publishedBy: `${CRL_PREFIX}published-by`,
+  issuer: 'ca-proxy.io/issuer',
+  thisUpdate: 'ca-proxy.io/this-update',
+  nextUpdate: 'ca-proxy.io/next-update',
+  crlNumber: 'ca-proxy.io/crl-number',
+  sha256: 'ca-proxy.io/sha256',
+  part: 'ca-proxy.io/part',
+  source: 'ca-proxy.io/source',
+  /** Publisher's own (informational): the Lease holder identity that wrote it. */
+  publishedBy: 'ca-proxy.io/published-by',
 } as const;
 export const KEY_DER = 'crl.der';
 export const KEY_GZ = 'crl.der.gz';
-export const KEY_CHUNK = 'chunk';
 
-/** kube-apiserver's ConfigMap limit (1 MiB of data). */
-export const DEFAULT_MAX_OBJECT_BYTES = 1024 * 1024;
-/** Room left for metadata, keys and JSON framing in each object. */
-const HEADROOM_BYTES = 16 * 1024;
+/** Most payload bytes (before base64) in one ConfigMap. */
+export const DEFAULT_MAX_PAYLOAD_BYTES = 1_000_000;
 
 export type Encoding = 'identity' | 'gzip';
 
@@ -91,32 +80,29 @@ export interface CrlMeta {
 }
 
 export interface EncodeInput {
-  /** The set's base name (publisher.configMapName); the label value of `crl.ca-proxy.io/set`. */
-  base: string;
-  /** Stable id of the source (`sourceIdFor(url)`). */
-  sourceId: string;
+  /** The set name (a DNS label, ≤ 63 characters), stable across updates. */
+  set: string;
   namespace: string;
   der: Buffer;
   meta: CrlMeta;
-  /** Written into `crl.ca-proxy.io/published-by` (the Lease holder identity). */
+  /** Written into `ca-proxy.io/published-by` (the Lease holder identity). */
   publishedBy?: string;
-  maxObjectBytes?: number;
-  /** Extra labels on every object (e.g. app.kubernetes.io/*). */
+  /** Most payload bytes per ConfigMap (default 1,000,000). */
+  maxPayloadBytes?: number;
+  /** Extra labels on every object (e.g. app.kubernetes.io/managed-by). */
   labels?: { [k: string]: string };
 }
 
 export interface EncodedSet {
-  headName: string;
-  /** Write these first (empty when the payload is in the head). */
-  parts: CrlConfigMap[];
-  /** Write this last. */
-  head: CrlConfigMap;
+  set: string;
+  /** In write order: parts 1..n (or the one whole ConfigMap). */
+  configMaps: CrlConfigMap[];
   encoding: Encoding;
   /** Payload bytes (DER or gzip) before base64. */
   payloadBytes: number;
 }
 
-/** Error of a set that cannot be decoded. `incomplete`: a write may be in progress. */
+/** Error of a set that cannot be decoded. `incomplete`: no complete generation (a write may be in progress). */
 export class CrlConfigMapError extends Error {
   constructor(
     readonly code: 'incomplete' | 'malformed' | 'too_large',
@@ -132,105 +118,80 @@ export function sourceIdFor(url: string): string {
   return crypto.createHash('sha256').update(url).digest('hex').slice(0, 10);
 }
 
-export function headNameFor(base: string, sourceId: string): string {
-  return `${base}-${sourceId}`;
-}
-
-export function partNameFor(headName: string, i: number): string {
-  return `${headName}-part-${i}`;
-}
-
-/** Largest raw chunk per object for a given object limit (see the module comment). */
-export function chunkBytesFor(maxObjectBytes: number): number {
-  return Math.max(1024, Math.floor(((maxObjectBytes - HEADROOM_BYTES) * 3) / 4));
+/** ConfigMap name of part i of n (the recommended names: `<set>` whole, `<set>-<i>` parts). */
+export function configMapNameFor(set: string, i: number, n: number): string {
+  return n === 1 ? set : `${set}-${i}`;
 }
 
 /**
- * Build the ConfigMaps of one CRL: plain DER in the head when it fits; else gzip in the head when
- * that fits; else gzip cut into parts. gzip runs in the libuv thread pool.
+ * Build the ConfigMaps of one CRL: plain DER when it fits one ConfigMap; else gzip when that
+ * fits; else the gzip stream cut into n parts. gzip runs in the libuv thread pool.
  */
 export async function encodeCrlConfigMaps(input: EncodeInput): Promise<EncodedSet> {
-  const maxObject = input.maxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES;
-  const chunk = chunkBytesFor(maxObject);
-  const headName = headNameFor(input.base, input.sourceId);
+  const max = input.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
   let encoding: Encoding = 'identity';
   let payload = input.der;
-  if (payload.length > chunk) {
+  if (payload.length > max) {
     encoding = 'gzip';
     payload = await gzip(input.der, { level: 6 });
   }
-  const n = Math.max(1, Math.ceil(payload.length / chunk));
-  const common = (role: 'head' | 'part'): { [k: string]: string } => ({ ...(input.labels ?? {}), [LABEL_SET]: input.base, [LABEL_ROLE]: role });
+  const n = Math.max(1, Math.ceil(payload.length / max));
   const m = input.meta;
-  const headAnn: { [k: string]: string } = {
-    [ANN.issuer]: m.issuer,
-    [ANN.thisUpdate]: m.thisUpdate.toISOString(),
-    ...(m.nextUpdate ? { [ANN.nextUpdate]: m.nextUpdate.toISOString() } : {}),
-    ...(m.crlNumber !== null ? { [ANN.crlNumber]: m.crlNumber } : {}),
-    [ANN.sha256]: m.sha256,
-    [ANN.source]: m.source,
-    [ANN.encoding]: encoding,
-    [ANN.parts]: String(n),
-    ...(input.publishedBy ? { [ANN.publishedBy]: input.publishedBy } : {}),
-  };
-  const parts: CrlConfigMap[] = [];
-  if (n > 1) {
-    for (let i = 0; i < n; i++) {
-      parts.push({
-        apiVersion: 'v1',
-        kind: 'ConfigMap',
-        metadata: {
-          name: partNameFor(headName, i),
-          namespace: input.namespace,
-          labels: common('part'),
-          annotations: { [ANN.head]: headName, [ANN.part]: String(i), [ANN.parts]: String(n), [ANN.sha256]: m.sha256, [ANN.encoding]: encoding },
+  const base = encoding === 'gzip' ? KEY_GZ : KEY_DER;
+  const configMaps: CrlConfigMap[] = [];
+  for (let i = 1; i <= n; i++) {
+    const key = n === 1 ? base : `${base}.part-${i}-of-${n}`;
+    configMaps.push({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: {
+        name: configMapNameFor(input.set, i, n),
+        namespace: input.namespace,
+        labels: { ...(input.labels ?? {}), [LABEL_CRL]: 'true', [LABEL_SET]: input.set },
+        annotations: {
+          [ANN.issuer]: m.issuer,
+          [ANN.thisUpdate]: rfc3339(m.thisUpdate),
+          ...(m.nextUpdate ? { [ANN.nextUpdate]: rfc3339(m.nextUpdate) } : {}),
+          ...(m.crlNumber !== null ? { [ANN.crlNumber]: m.crlNumber } : {}),
+          [ANN.sha256]: m.sha256,
+          [ANN.part]: `${i}/${n}`,
+          [ANN.source]: m.source,
+          ...(input.publishedBy ? { [ANN.publishedBy]: input.publishedBy } : {}),
         },
-        binaryData: { [KEY_CHUNK]: payload.subarray(i * chunk, (i + 1) * chunk).toString('base64') },
-      });
-    }
+      },
+      binaryData: { [key]: payload.subarray((i - 1) * max, i * max).toString('base64') },
+    });
   }
-  const head: CrlConfigMap = {
-    apiVersion: 'v1',
-    kind: 'ConfigMap',
-    metadata: { name: headName, namespace: input.namespace, labels: common('head'), annotations: headAnn },
-    ...(n === 1 ? { binaryData: { [encoding === 'gzip' ? KEY_GZ : KEY_DER]: payload.toString('base64') } } : {}),
-  };
-  return { headName, parts, head, encoding, payloadBytes: payload.length };
+  return { set: input.set, configMaps, encoding, payloadBytes: payload.length };
 }
 
-/** A head with the parts found for it (possibly not all of them yet). */
-export interface CrlSetObjects {
-  head: CrlConfigMap;
-  /** Parts by index (`crl.ca-proxy.io/part`), whatever their sha256. */
-  parts: Map<number, CrlConfigMap>;
+/** RFC 3339 UTC without fractional seconds when there are none (`2025-01-31T12:00:00Z`). */
+function rfc3339(d: Date): string {
+  return d.toISOString().replace('.000Z', 'Z');
 }
 
 /**
- * Group CRL ConfigMaps (e.g. an informer's cache for one `crl.ca-proxy.io/set`) into sets by
- * head name. Parts without their head are ignored (a set being created, or left over).
+ * Group CRL ConfigMaps (e.g. an informer's cache) into sets by `ca-proxy.io/crl-set`; a ConfigMap
+ * without that label is a set of its own, named after the ConfigMap. Sorted by set name.
  */
-export function groupCrlConfigMaps(cms: readonly CrlConfigMap[]): CrlSetObjects[] {
-  const heads = new Map<string, CrlSetObjects>();
+export function groupCrlSets(cms: readonly CrlConfigMap[]): Map<string, CrlConfigMap[]> {
+  const out = new Map<string, CrlConfigMap[]>();
   for (const cm of cms) {
-    if (cm.metadata?.labels?.[LABEL_ROLE] === 'head' && cm.metadata.name) heads.set(cm.metadata.name, { head: cm, parts: new Map() });
+    const set = cm.metadata?.labels?.[LABEL_SET] ?? cm.metadata?.name ?? '';
+    const list = out.get(set);
+    if (list) list.push(cm);
+    else out.set(set, [cm]);
   }
-  for (const cm of cms) {
-    const a = cm.metadata?.annotations;
-    if (cm.metadata?.labels?.[LABEL_ROLE] !== 'part' || !a) continue;
-    const set = heads.get(a[ANN.head] ?? '');
-    const i = Number(a[ANN.part]);
-    if (set && Number.isInteger(i) && i >= 0) set.parts.set(i, cm);
-  }
-  return [...heads.values()].sort((x, y) => (x.head.metadata!.name! < y.head.metadata!.name! ? -1 : 1));
+  return new Map([...out].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
 /**
- * The head's annotations as CrlMeta.
+ * The CrlMeta of one ConfigMap's annotations.
  * @throws CrlConfigMapError `malformed` when a required annotation is missing or unreadable
  */
-export function readCrlMeta(head: CrlConfigMap): CrlMeta {
-  const name = head.metadata?.name ?? '<unnamed>';
-  const a = head.metadata?.annotations ?? {};
+export function readCrlMeta(cm: CrlConfigMap): CrlMeta {
+  const name = cm.metadata?.name ?? '<unnamed>';
+  const a = cm.metadata?.annotations ?? {};
   const need = (k: string): string => {
     const v = a[k];
     if (v === undefined || v === '') throw new CrlConfigMapError('malformed', `${name}: annotation ${k} is missing`);
@@ -242,7 +203,7 @@ export function readCrlMeta(head: CrlConfigMap): CrlMeta {
     return d;
   };
   const sha256 = need(ANN.sha256);
-  if (!/^[0-9a-f]{64}$/.test(sha256)) throw new CrlConfigMapError('malformed', `${name}: annotation ${ANN.sha256} is not a hex SHA-256`);
+  if (!/^[0-9a-f]{64}$/.test(sha256)) throw new CrlConfigMapError('malformed', `${name}: annotation ${ANN.sha256} is not a lower-case hex SHA-256`);
   const crlNumber = a[ANN.crlNumber] ?? null;
   if (crlNumber !== null && !/^[0-9]+$/.test(crlNumber)) throw new CrlConfigMapError('malformed', `${name}: annotation ${ANN.crlNumber} is not a decimal number`);
   return {
@@ -255,70 +216,109 @@ export function readCrlMeta(head: CrlConfigMap): CrlMeta {
   };
 }
 
+/** One ConfigMap's place in a set: which part of how many, the payload key and its encoding. */
+interface PartRef {
+  cm: CrlConfigMap;
+  meta: CrlMeta;
+  i: number;
+  n: number;
+  encoding: Encoding;
+  key: string;
+}
+
+const KEY_RE = /^crl\.der(\.gz)?(?:\.part-([1-9][0-9]*)-of-([1-9][0-9]*))?$/;
+
+/** @throws CrlConfigMapError `malformed` */
+function partRef(cm: CrlConfigMap): PartRef {
+  const name = cm.metadata?.name ?? '<unnamed>';
+  const keys = Object.keys(cm.binaryData ?? {});
+  if (keys.length !== 1 || Object.keys(cm.data ?? {}).length > 0) throw new CrlConfigMapError('malformed', `${name}: needs exactly one binaryData key and no data keys (has ${keys.length} binaryData keys)`);
+  const key = keys[0]!;
+  const k = KEY_RE.exec(key);
+  if (!k) throw new CrlConfigMapError('malformed', `${name}: binaryData key ${JSON.stringify(key)} is not crl.der[.gz][.part-<i>-of-<n>]`);
+  const i = k[2] ? Number(k[2]) : 1;
+  const n = k[3] ? Number(k[3]) : 1;
+  if (i > n || n > 100_000) throw new CrlConfigMapError('malformed', `${name}: part ${i} of ${n}`);
+  const ann = cm.metadata?.annotations?.[ANN.part];
+  if (ann !== undefined && ann !== `${i}/${n}`) throw new CrlConfigMapError('malformed', `${name}: annotation ${ANN.part} "${ann}" disagrees with key ${key}`);
+  return { cm, meta: readCrlMeta(cm), i, n, encoding: k[1] ? 'gzip' : 'identity', key };
+}
+
 export interface DecodeOptions {
-  /** Largest DER accepted after gunzip (default 256 MiB, the store's default). */
+  /** Largest DER accepted after gunzip (default 256 MiB, the store's default maxCrlBytes). */
   maxDerBytes?: number;
 }
 
-/**
- * Reassemble and check one set: returns the CRL's DER (not yet parsed or signature-checked —
- * the caller validates it as any CRL) and the head's metadata.
- * @throws CrlConfigMapError `incomplete` (parts missing or from another write), `malformed`
- *   (bad annotations, base64, gzip, or a SHA-256 mismatch), `too_large`
- */
-export async function decodeCrlSet(set: CrlSetObjects, opts: DecodeOptions = {}): Promise<{ der: Buffer; meta: CrlMeta }> {
-  const maxDer = opts.maxDerBytes ?? 256 * 1024 * 1024;
-  const head = set.head;
-  const name = head.metadata?.name ?? '<unnamed>';
-  const meta = readCrlMeta(head);
-  const a = head.metadata?.annotations ?? {};
-  const encoding = a[ANN.encoding];
-  if (encoding !== 'identity' && encoding !== 'gzip') throw new CrlConfigMapError('malformed', `${name}: annotation ${ANN.encoding} must be identity or gzip`);
-  const n = Number(a[ANN.parts]);
-  if (!Number.isInteger(n) || n < 1 || n > 100_000) throw new CrlConfigMapError('malformed', `${name}: annotation ${ANN.parts} must be a positive integer`);
+export interface DecodedSet {
+  der: Buffer;
+  meta: CrlMeta;
+  /** The ConfigMaps of the generation used, parts 1..n in order. */
+  configMaps: CrlConfigMap[];
+}
 
-  let chunks: Buffer[];
-  if (n === 1) {
-    const key = encoding === 'gzip' ? KEY_GZ : KEY_DER;
-    const b64 = head.binaryData?.[key];
-    if (b64 === undefined) throw new CrlConfigMapError('malformed', `${name}: binaryData.${key} is missing`);
-    chunks = [fromBase64(b64, `${name} binaryData.${key}`)];
-  } else {
-    chunks = [];
-    for (let i = 0; i < n; i++) {
-      const p = set.parts.get(i);
-      const pa = p?.metadata?.annotations ?? {};
-      if (!p) throw new CrlConfigMapError('incomplete', `${name}: part ${i} of ${n} is missing`);
-      if (pa[ANN.sha256] !== meta.sha256 || pa[ANN.parts] !== String(n) || pa[ANN.encoding] !== encoding) {
-        throw new CrlConfigMapError('incomplete', `${name}: part ${i} belongs to another write (sha256 ${pa[ANN.sha256]?.slice(0, 12) ?? 'none'}, head ${meta.sha256.slice(0, 12)})`);
-      }
-      const b64 = p.binaryData?.[KEY_CHUNK];
-      if (b64 === undefined) throw new CrlConfigMapError('malformed', `${p.metadata?.name}: binaryData.${KEY_CHUNK} is missing`);
-      chunks.push(fromBase64(b64, `${p.metadata?.name} binaryData.${KEY_CHUNK}`));
+/**
+ * Reassemble and check the CRL of one set (the ConfigMaps `groupCrlSets` gave for it): the best
+ * complete generation (highest crl-number, then latest this-update), concatenated, gunzipped
+ * when encoded so (bounded by `maxDerBytes`), its SHA-256 checked against the annotation. The
+ * DER is not parsed or signature-checked here: the caller validates it as any CRL.
+ * @throws CrlConfigMapError `incomplete` (no complete generation), `malformed` (a ConfigMap of
+ *   the set is unreadable, or the bytes do not hash to the annotation), `too_large`
+ */
+export async function decodeCrlSet(cms: readonly CrlConfigMap[], opts: DecodeOptions = {}): Promise<DecodedSet> {
+  const maxDer = opts.maxDerBytes ?? 256 * 1024 * 1024;
+  const refs = cms.map(partRef);
+  const setName = cms[0]?.metadata?.labels?.[LABEL_SET] ?? cms[0]?.metadata?.name ?? '<empty>';
+  const gens = new Map<string, (PartRef | undefined)[]>();
+  for (const r of refs) {
+    const g = `${r.meta.sha256}|${r.n}|${r.encoding}`;
+    let slots = gens.get(g);
+    if (!slots) gens.set(g, (slots = new Array<PartRef | undefined>(r.n).fill(undefined)));
+    if (slots[r.i - 1]) throw new CrlConfigMapError('malformed', `set ${setName}: part ${r.i}/${r.n} appears twice (${slots[r.i - 1]!.cm.metadata?.name}, ${r.cm.metadata?.name})`);
+    slots[r.i - 1] = r;
+  }
+  const complete = [...gens.values()].filter((s): s is PartRef[] => s.every((r) => r !== undefined));
+  if (complete.length === 0) {
+    const have = [...gens.values()].map((s) => `${s.filter(Boolean).length}/${s.length} of ${s.find(Boolean)!.meta.sha256.slice(0, 12)}`);
+    throw new CrlConfigMapError('incomplete', `set ${setName}: no complete generation (${have.join(', ') || 'no ConfigMaps'})`);
+  }
+  complete.sort((a, b) => newerFirst(a[0]!.meta, b[0]!.meta));
+  const parts = complete[0]!;
+  for (const p of parts) {
+    const m = p.meta;
+    const m0 = parts[0]!.meta;
+    if (m.crlNumber !== m0.crlNumber || m.thisUpdate.getTime() !== m0.thisUpdate.getTime() || (m.nextUpdate?.getTime() ?? null) !== (m0.nextUpdate?.getTime() ?? null)) {
+      throw new CrlConfigMapError('malformed', `set ${setName}: parts of sha256 ${m0.sha256.slice(0, 12)} disagree on their annotations`);
     }
   }
+  const chunks = parts.map((p) => fromBase64(p.cm.binaryData![p.key]!, `${p.cm.metadata?.name} binaryData.${p.key}`));
   const payload = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+  const meta = parts[0]!.meta;
   let der: Buffer;
-  if (encoding === 'gzip') {
+  if (parts[0]!.encoding === 'gzip') {
     try {
       // maxOutputLength bounds a decompression bomb.
       der = await gunzip(payload, { maxOutputLength: maxDer });
     } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ERR_BUFFER_TOO_LARGE') throw new CrlConfigMapError('too_large', `${name}: CRL is larger than ${maxDer} bytes after gunzip`);
-      throw new CrlConfigMapError('malformed', `${name}: gzip payload: ${(e as Error).message}`);
+      if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || e instanceof RangeError) throw new CrlConfigMapError('too_large', `set ${setName}: CRL is larger than ${maxDer} bytes after gunzip`);
+      throw new CrlConfigMapError('malformed', `set ${setName}: gzip payload: ${(e as Error).message}`);
     }
   } else {
-    if (payload.length > maxDer) throw new CrlConfigMapError('too_large', `${name}: CRL is ${payload.length} bytes, limit ${maxDer}`);
+    if (payload.length > maxDer) throw new CrlConfigMapError('too_large', `set ${setName}: CRL is ${payload.length} bytes, limit ${maxDer}`);
     der = payload;
   }
   const got = crypto.createHash('sha256').update(der).digest('hex');
-  if (got !== meta.sha256) throw new CrlConfigMapError('malformed', `${name}: SHA-256 of the reassembled CRL is ${got.slice(0, 12)}…, annotation says ${meta.sha256.slice(0, 12)}…`);
-  return { der, meta };
+  if (got !== meta.sha256) throw new CrlConfigMapError('malformed', `set ${setName}: SHA-256 of the reassembled CRL is ${got.slice(0, 12)}…, the annotation says ${meta.sha256.slice(0, 12)}…`);
+  return { der, meta, configMaps: parts.map((p) => p.cm) };
+}
+
+/** Sort order: higher cRLNumber first, then later thisUpdate. */
+function newerFirst(a: CrlMeta, b: CrlMeta): number {
+  if (a.crlNumber !== null && b.crlNumber !== null && a.crlNumber !== b.crlNumber) return BigInt(b.crlNumber) > BigInt(a.crlNumber) ? 1 : -1;
+  return b.thisUpdate.getTime() - a.thisUpdate.getTime();
 }
 
 function fromBase64(s: string, what: string): Buffer {
-  // Buffer.from ignores bad characters silently; the API server only ever sends canonical base64.
+  // Buffer.from skips bad characters silently; the API server only ever sends canonical base64.
   if (s.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(s)) throw new CrlConfigMapError('malformed', `${what} is not base64`);
   return Buffer.from(s, 'base64');
 }
