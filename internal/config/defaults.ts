@@ -27,6 +27,16 @@ export function defaultConfig(): ConfigDefaults {
     rules: [],
     log: { level: 'info' },
     extproc: { listen: '127.0.0.1:9901', tls: null, closeMode: 'CLOSE', shutdownDeadlineMs: 10000, defaultPort: 443 },
+    publisher: {
+      sources: { urls: [], caFiles: [] },
+      namespace: null,
+      configMapName: 'ca-proxy-crl',
+      intervalSeconds: 300,
+      nextUpdateMarginSeconds: 3600,
+      fetch: { timeoutMs: 10000, maxBytes: 134217728, retries: 3 },
+      lease: { name: 'ca-proxy-publisher', durationSeconds: 15, renewSeconds: 5 },
+      kubeconfig: null,
+    },
   };
 }
 

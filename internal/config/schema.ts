@@ -201,6 +201,52 @@ export const configSchema = {
       required: ['level'],
       properties: { level: { enum: [...LOG_LEVELS] } },
     },
+    publisher: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['sources', 'namespace', 'configMapName', 'intervalSeconds', 'nextUpdateMarginSeconds', 'fetch', 'lease', 'kubeconfig'],
+      properties: {
+        sources: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['urls', 'caFiles'],
+          properties: {
+            urls: {
+              type: 'array',
+              maxItems: 256,
+              items: { type: 'string', pattern: '^https?://[^\\s]+$', maxLength: 2048, [EXPECTED_KEYWORD]: 'an http:// or https:// URL' },
+            },
+            caFiles: filePaths,
+          },
+        },
+        namespace: { type: ['string', 'null'], minLength: 1, maxLength: 63, pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', [EXPECTED_KEYWORD]: 'a namespace name (DNS label)' },
+        // A DNS label with room for "-<10 hex>-<part>" inside 63 characters.
+        configMapName: { type: 'string', minLength: 1, maxLength: 40, pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', [EXPECTED_KEYWORD]: 'a DNS label of at most 40 characters, e.g. ca-proxy-crl' },
+        intervalSeconds: { type: 'integer', minimum: 1, maximum: 86400 },
+        nextUpdateMarginSeconds: { type: 'integer', minimum: 0, maximum: 604800 },
+        fetch: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['timeoutMs', 'maxBytes', 'retries'],
+          properties: {
+            timeoutMs: { type: 'integer', minimum: 1, maximum: 600_000 },
+            maxBytes: { type: 'integer', minimum: 1024, maximum: 268435456 },
+            retries: { type: 'integer', minimum: 0, maximum: 20 },
+          },
+        },
+        lease: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['name', 'durationSeconds', 'renewSeconds'],
+          properties: {
+            name: { type: 'string', minLength: 1, maxLength: 253, pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$', [EXPECTED_KEYWORD]: 'a Lease name (DNS subdomain)' },
+            durationSeconds: { type: 'integer', minimum: 2, maximum: 3600 },
+            renewSeconds: { type: 'integer', minimum: 1, maximum: 1800 },
+          },
+        },
+        kubeconfig: { type: ['string', 'null'], minLength: 1, maxLength: 4096 },
+      },
+    },
     extproc: {
       type: 'object',
       additionalProperties: false,

@@ -100,6 +100,41 @@ export interface Config {
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
   /** `ca-proxy serve-extproc`: the Envoy network ext_proc gRPC service (docs/extproc.md). */
   extproc: ExtProcConfig;
+  /** `ca-proxy publish-crl`: the CRL publisher (docs/kubernetes.md "Publisher"). */
+  publisher?: PublisherConfig;
+}
+
+/**
+ * `ca-proxy publish-crl`: fetch CRLs, validate them as a processor would (trust.caFiles,
+ * revocation.crlSigners, revocation.clockSkewSeconds) and publish them into ConfigMaps.
+ */
+export interface PublisherConfig {
+  sources: {
+    /** CRL URLs (http or https), fetched as they are. */
+    urls: string[];
+    /** PEM files of CA certificates whose cRLDistributionPoints (http/https URIs, RFC 5280 §4.2.1.13) are fetched too; their keys also verify CRLs. */
+    caFiles: string[];
+  };
+  /** Namespace of the ConfigMaps and the Lease; null: the pod's own namespace (else `default`). */
+  namespace: string | null;
+  /** Prefix of the CRL sets: each source's set is `<configMapName>-<10 hex digits of SHA-256(url)>`. */
+  configMapName: string;
+  /** Fetch every source at least this often, seconds. */
+  intervalSeconds: number;
+  /** Fetch again no later than nextUpdate minus this margin, seconds; past it without a newer CRL, a Warning Event. */
+  nextUpdateMarginSeconds: number;
+  fetch: {
+    /** Whole-exchange deadline of one HTTP GET, ms. */
+    timeoutMs: number;
+    /** Largest CRL accepted, bytes. */
+    maxBytes: number;
+    /** Further attempts after a failed GET (jittered exponential backoff). */
+    retries: number;
+  };
+  /** coordination.k8s.io/v1 Lease for leader election: one replica publishes at a time. */
+  lease: { name: string; durationSeconds: number; renewSeconds: number };
+  /** kubeconfig file; null: in-cluster service account. */
+  kubeconfig: string | null;
 }
 
 /** The Envoy network ext_proc gRPC listener (`ca-proxy serve-extproc`). */
