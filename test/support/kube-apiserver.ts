@@ -4,7 +4,7 @@
  * conventions they depend on (https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md
  * and "Efficient detection of changes" in the API concepts page):
  *
- * - Resources: core/v1 `configmaps` and `events`, `coordination.k8s.io/v1` `leases`,
+ * - Resources: core/v1 `configmaps`, `events` and `pods` (stored as given: no scheduling, no status), `coordination.k8s.io/v1` `leases`,
  *   `events.k8s.io/v1` `events` (stored as sent; no conversion to/from core/v1 Events),
  *   namespaced paths plus the all-namespaces list/watch path (`/api/v1/configmaps`, ...).
  * - Verbs: get, list, watch, create (POST, `generateName`), update (PUT), patch (PATCH with
@@ -94,6 +94,7 @@ interface ResourceType {
 const RESOURCES: ResourceType[] = [
   { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap' },
   { group: '', version: 'v1', plural: 'events', kind: 'Event' },
+  { group: '', version: 'v1', plural: 'pods', kind: 'Pod' },
   { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease' },
   { group: 'events.k8s.io', version: 'v1', plural: 'events', kind: 'Event' },
 ];
@@ -120,6 +121,9 @@ interface Fault {
   status: number;
   times: number;
 }
+
+/** What the test-side accessors take. */
+export type StoredResource = 'configmaps' | 'events' | 'pods' | 'leases' | 'events.k8s.io/events';
 
 export const MAX_CONFIGMAP_BYTES = 1024 * 1024;
 export const MAX_OBJECT_BYTES = 1.5 * 1024 * 1024;
@@ -198,13 +202,13 @@ export class FakeKubeApiServer {
   }
 
   /** Direct read of a stored object (a deep copy), or undefined. */
-  getObject(resource: 'configmaps' | 'events' | 'leases' | 'events.k8s.io/events', namespace: string, name: string): KubeObject | undefined {
+  getObject(resource: StoredResource, namespace: string, name: string): KubeObject | undefined {
     const o = this.store(resourceKey(resource)).get(`${namespace}/${name}`);
     return o ? clone(o) : undefined;
   }
 
   /** All stored objects of a resource in a namespace (deep copies). */
-  listObjects(resource: 'configmaps' | 'events' | 'leases' | 'events.k8s.io/events', namespace?: string): KubeObject[] {
+  listObjects(resource: StoredResource, namespace?: string): KubeObject[] {
     return [...this.store(resourceKey(resource)).values()]
       .filter((o) => namespace === undefined || o.metadata.namespace === namespace)
       .map(clone);
@@ -214,7 +218,7 @@ export class FakeKubeApiServer {
    * Server-side write as if another client did it (no size or concurrency checks beyond the
    * usual ones): create when absent, else update. Returns the stored object.
    */
-  put(resource: 'configmaps' | 'events' | 'leases' | 'events.k8s.io/events', obj: KubeObject): KubeObject {
+  put(resource: StoredResource, obj: KubeObject): KubeObject {
     const rtKey = resourceKey(resource);
     const rt = RESOURCES.find((r) => rtk(r) === rtKey)!;
     const ns = obj.metadata.namespace ?? 'default';
@@ -229,7 +233,7 @@ export class FakeKubeApiServer {
   }
 
   /** Server-side delete; returns whether the object existed. */
-  remove(resource: 'configmaps' | 'events' | 'leases' | 'events.k8s.io/events', namespace: string, name: string): boolean {
+  remove(resource: StoredResource, namespace: string, name: string): boolean {
     const rtKey = resourceKey(resource);
     const key = `${namespace}/${name}`;
     const old = this.store(rtKey).get(key);
