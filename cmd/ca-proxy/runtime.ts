@@ -19,11 +19,15 @@ import { RevocationStore } from '../../internal/pki/store';
 import { createMetrics, observeCrls, observeReload, type Metrics } from '../../internal/metrics/registry';
 import { startAdminServer, type AdminServer } from '../../internal/metrics/admin';
 import { listenConnect, listenSni, parseHostPort, type Listening } from '../../internal/proxy/listeners';
+import { startCrlWatcherFromConfig, type CrlWatcher } from '../../internal/k8s/watcher';
+import { podEventsFromConfig } from '../../internal/k8s/events';
 
 export interface Runtime {
   config: Config;
   ctx: EngineContext;
   store: RevocationStore | null;
+  /** The CRL ConfigMap watcher, when `revocation.kubernetes` is set. */
+  crlWatcher: CrlWatcher | null;
   metrics: Metrics;
   logger: Logger;
   connect: Listening | null;
@@ -57,7 +61,8 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
   const crlSigners = readCerts(config.revocation.crlSigners);
 
   let store: RevocationStore | null = null;
-  if (config.revocation.crlPaths.length > 0) {
+  const k8sCrls = config.revocation.kubernetes ?? null;
+  if (config.revocation.crlPaths.length > 0 || k8sCrls) {
     store = new RevocationStore({ trust: [...anchors, ...crlSigners], clockSkewMs: config.revocation.clockSkewSeconds * 1000 });
     store.on('reload', (r: { accepted: { source: string }[]; refused: { source: string; code: string; message: string }[] }) => {
       observeReload(metrics, { accepted: r.accepted.length, refused: r.refused.length });
@@ -65,9 +70,12 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
       for (const bad of r.refused) logger.warn({ crl: bad.source, code: bad.code }, `CRL refused: ${bad.message}`);
       if (r.accepted.length) logger.info({ crls: r.accepted.map((a) => a.source) }, 'CRLs accepted');
     });
-    await store.loadPaths(config.revocation.crlPaths);
-    if (config.revocation.watch) store.watch(config.revocation.crlPaths);
+    if (config.revocation.crlPaths.length > 0) await store.loadPaths(config.revocation.crlPaths);
+    if (config.revocation.watch && config.revocation.crlPaths.length > 0) store.watch(config.revocation.crlPaths);
   }
+  // Not awaited to sync: readiness follows the store, so an API outage delays readiness, not start-up.
+  const crlWatcher = store && k8sCrls ? await startCrlWatcherFromConfig(k8sCrls, store, { paths: config.revocation.crlPaths, logger }) : null;
+  const podEvents = podEventsFromConfig(config.events, k8sCrls?.kubeconfig ?? null, logger);
 
   const identities = loadIdentities(config.identities, process.cwd(), { warn: (m) => logger.warn(m) });
   const minter = new LeafMinter({
@@ -107,6 +115,7 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
     revocation: store,
     report: (d) => {
       report(d);
+      podEvents?.report(d);
       for (const fn of listeners) fn(d);
     },
     now: () => new Date(),
@@ -136,6 +145,7 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
     config,
     ctx,
     store,
+    crlWatcher,
     metrics,
     logger,
     connect,
@@ -145,6 +155,7 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
     readiness,
     close: async () => {
       store?.close();
+      await Promise.all([crlWatcher?.stop(), podEvents?.close()]);
       await Promise.all([connect?.close(1000), sni?.close(1000), admin?.close()]);
     },
   };

@@ -37,6 +37,7 @@ export function defaultConfig(): ConfigDefaults {
       lease: { name: 'ca-proxy-publisher', durationSeconds: 15, renewSeconds: 5 },
       kubeconfig: null,
     },
+    events: { enabled: false, namespace: null, ratePerMinute: 60, kubeconfig: null },
   };
 }
 

@@ -125,6 +125,18 @@ export const configSchema = {
         crlSigners: filePaths,
         clockSkewSeconds: { type: 'integer', minimum: 0, maximum: 86400 },
         watch: { type: 'boolean' },
+        kubernetes: {
+          type: ['object', 'null'],
+          additionalProperties: false,
+          required: ['namespace'],
+          properties: {
+            namespace: { type: 'string', minLength: 1, maxLength: 63, pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$' },
+            labelSelector: { type: 'string', minLength: 1, maxLength: 1024 },
+            kubeconfig: { type: ['string', 'null'], minLength: 1, maxLength: 4096 },
+            volumePaths: filePaths,
+            mode: { enum: ['api', 'volume', 'auto'] },
+          },
+        },
       },
     },
     identities: {
@@ -200,6 +212,17 @@ export const configSchema = {
       additionalProperties: false,
       required: ['level'],
       properties: { level: { enum: [...LOG_LEVELS] } },
+    },
+    events: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['enabled', 'ratePerMinute'],
+      properties: {
+        enabled: { type: 'boolean' },
+        namespace: { type: ['string', 'null'], minLength: 1, maxLength: 63, pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$' },
+        ratePerMinute: { type: 'integer', minimum: 1, maximum: 6000 },
+        kubeconfig: { type: ['string', 'null'], minLength: 1, maxLength: 4096 },
+      },
     },
     publisher: {
       type: 'object',

@@ -81,6 +81,8 @@ export interface Config {
     clockSkewSeconds: number;
     /** Watch crlPaths and reload on change. */
     watch: boolean;
+    /** CRLs from Kubernetes ConfigMaps written by `ca-proxy publish-crl` (docs/kubernetes.md); null = none. */
+    kubernetes?: KubernetesCrlSource | null;
   };
   identities: IdentityConfig[];
   /** PEM bundles of CAs that sign workload certificates (clientAuth optional/require). */
@@ -102,6 +104,33 @@ export interface Config {
   extproc: ExtProcConfig;
   /** `ca-proxy publish-crl`: the CRL publisher (docs/kubernetes.md "Publisher"). */
   publisher?: PublisherConfig;
+  /** Denials as Kubernetes Events on the workload's Pod (docs/kubernetes.md). */
+  events?: KubernetesEventsConfig;
+}
+
+/** The watcher's source of CRL ConfigMaps (docs/kubernetes.md "Watcher"). */
+export interface KubernetesCrlSource {
+  /** Namespace of the CRL ConfigMaps. */
+  namespace: string;
+  /** Label selector of the CRL ConfigMaps (default `ca-proxy.io/crl=true`). */
+  labelSelector?: string;
+  /** kubeconfig file; null or absent = in-cluster service account. */
+  kubeconfig?: string | null;
+  /** Mounted ConfigMap volume folders (one CRL set each), read instead of the API when `mode` is `volume`, or in `auto` when no API configuration is available. */
+  volumePaths?: string[];
+  /** `api`, `volume`, or `auto` (default): the API when a kubeconfig or in-cluster environment exists, else `volumePaths`. */
+  mode?: 'api' | 'volume' | 'auto';
+}
+
+/** Kubernetes Events for denied connections (core/v1 Events on the source Pod). */
+export interface KubernetesEventsConfig {
+  enabled: boolean;
+  /** Namespace assumed for a decision that names a pod but no namespace; null = skip such decisions. */
+  namespace?: string | null;
+  /** Most Event writes (creates + count updates) per minute, whole process. */
+  ratePerMinute: number;
+  /** kubeconfig file; null or absent = in-cluster (or `revocation.kubernetes.kubeconfig` when set). */
+  kubeconfig?: string | null;
 }
 
 /**

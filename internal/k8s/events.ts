@@ -23,6 +23,8 @@ import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { CoreV1Api, setHeaderOptions, type CoreV1Event, type KubeConfig } from '@kubernetes/client-node';
 import type { Decision } from '../engine/decision';
+import type { KubernetesEventsConfig } from '../config/types';
+import { loadKubeConfig } from './kubeconfig';
 
 export interface PodEventsOptions {
   kubeConfig: KubeConfig;
@@ -220,4 +222,17 @@ export class PodEventReporter {
 
 function httpCode(e: unknown): number | undefined {
   return e && typeof e === 'object' && 'code' in e && typeof (e as { code: unknown }).code === 'number' ? (e as { code: number }).code : undefined;
+}
+
+/** Builds the reporter for an `events` config section (null when disabled). */
+export function podEventsFromConfig(
+  cfg: KubernetesEventsConfig | undefined, fallbackKubeconfig: string | null, logger?: { warn(obj: object, msg: string): void },
+): PodEventReporter | null {
+  if (!cfg?.enabled) return null;
+  return new PodEventReporter({
+    kubeConfig: loadKubeConfig(cfg.kubeconfig ?? fallbackKubeconfig),
+    ratePerMinute: cfg.ratePerMinute,
+    defaultNamespace: cfg.namespace ?? null,
+    logger,
+  });
 }

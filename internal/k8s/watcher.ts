@@ -19,9 +19,9 @@
  *
  * Why a spool folder: the store reads CRL files, parsing large ones in a worker thread (a
  * million-entry CRL costs the event loop a few ms, crl-worker.ts). The watcher writes each set's
- * DER to `<spoolDir>/<set>.der` (write + rename, so a load never sees half a file) and reloads the
- * store with `[...paths, spoolDir]`: `paths` are the processor's other CRL files, loaded together
- * because a store load takes its paths as the whole truth.
+ * DER to `<spoolDir>/<set>.der` (write + rename, so a load never sees half a file), adds the spool to
+ * every store load (`store.include`) and reloads the store with `paths`, the processor's other CRL
+ * files (a store load takes its paths as the whole truth, so they are named again).
  *
  * Events: `'applied'` ({ report, sets }) after a store load the watcher caused; `'refused'`
  * ({ set, code, message }) when a set cannot be used (incomplete, malformed, refused by the store);
@@ -36,6 +36,8 @@ import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { CoreV1Api, ListWatch, Watch, type KubeConfig, type V1ConfigMap } from '@kubernetes/client-node';
 import type { LoadReport, RevocationStore } from '../pki/store';
+import type { KubernetesCrlSource } from '../config/types';
+import { loadKubeConfig } from './kubeconfig';
 import { CRL_LABEL_SELECTOR, CrlConfigMapError, decodeCrlSet, groupCrlSets, type CrlConfigMap } from './crl-configmap';
 
 const gunzip = promisify(zlib.gunzip);
@@ -161,6 +163,8 @@ export class CrlWatcher extends EventEmitter {
   async start(): Promise<void> {
     if (this.ownSpool) this.spoolDir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'ca-proxy-crl-spool-'));
     else await fs.promises.mkdir(this.spoolDir, { recursive: true });
+    // Every store load (the store's own file watch included) now reads the spool too.
+    this.store.include([this.spoolDir]);
     if (this.source.kind === 'api') this.startInformer(this.source);
     else this.startVolume(this.source);
   }
@@ -322,7 +326,7 @@ export class CrlWatcher extends EventEmitter {
     for (const set of [...this.seen.keys()]) if (!present.has(set)) this.seen.delete(set);
 
     if (changedSets.length > 0 || !this.syncedOnce) {
-      const report = await this.store.loadPaths([...this.paths, this.spoolDir]);
+      const report = await this.store.loadPaths(this.paths);
       const files = new Map([...this.applied].map(([set, a]) => [a.file, set]));
       for (const r of report.refused) {
         const set = files.get(r.source.replace(/#\d+$/, ''));
@@ -447,4 +451,28 @@ function safeName(set: string): string {
 function errText(e: unknown): string {
   if (e && typeof e === 'object' && 'code' in e && 'body' in e) return `HTTP ${(e as { code: number }).code}`;
   return e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * Builds and starts the watcher for a `revocation.kubernetes` config section. `mode` `auto` uses the
+ * API when a kubeconfig is configured or the process runs in a pod, else `volumePaths`.
+ * @throws Error when neither source can be used
+ */
+export async function startCrlWatcherFromConfig(
+  cfg: KubernetesCrlSource, store: RevocationStore, opts: { paths?: string[]; logger?: WatcherLogger } = {},
+): Promise<CrlWatcher> {
+  const mode = cfg.mode ?? 'auto';
+  const volume = cfg.volumePaths ?? [];
+  const apiPossible = (cfg.kubeconfig ?? null) !== null || Boolean(process.env.KUBERNETES_SERVICE_HOST);
+  let source: CrlWatcherSource;
+  if (mode === 'volume' || (mode === 'auto' && !apiPossible && volume.length > 0)) {
+    if (volume.length === 0) throw new Error('revocation.kubernetes: mode volume needs volumePaths');
+    source = { kind: 'volume', dirs: volume };
+  } else {
+    source = { kind: 'api', kubeConfig: loadKubeConfig(cfg.kubeconfig ?? null), namespace: cfg.namespace, labelSelector: cfg.labelSelector };
+  }
+  const w = new CrlWatcher({ store, source, paths: opts.paths, logger: opts.logger });
+  await w.start();
+  opts.logger?.info({ source: source.kind, namespace: cfg.namespace }, 'CRL ConfigMap watcher started');
+  return w;
 }

@@ -103,6 +103,7 @@ export class RevocationStore extends EventEmitter {
   private readonly highWater = new Map<string, { crlNumber: bigint | null; thisUpdate: number }>();
   private chain: Promise<unknown> = Promise.resolve();
   private watchers: (() => void)[] = [];
+  private readonly included: string[] = [];
 
   constructor(opts: RevocationStoreOptions) {
     super();
@@ -134,7 +135,16 @@ export class RevocationStore extends EventEmitter {
     return run;
   }
 
-  private async load(paths: string[]): Promise<LoadReport> {
+  /**
+   * Adds paths to every later load, beside the ones each `loadPaths`/`watch` call names (the
+   * Kubernetes watcher's spool folder, which it writes and reloads itself: `watch` does not poll it).
+   */
+  include(paths: string[]): void {
+    for (const p of paths) if (!this.included.includes(p)) this.included.push(p);
+  }
+
+  private async load(given: string[]): Promise<LoadReport> {
+    const paths = [...new Set([...given, ...this.included])];
     const refused: Refusal[] = [];
     const files = await listFiles(paths, refused);
     const present = new Set<string>();
