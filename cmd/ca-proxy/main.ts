@@ -4,6 +4,7 @@
  *   ca-proxy run --config FILE        standalone proxy (HTTP CONNECT and SNI listeners)
  *   ca-proxy run --dev DIR            the same with the development PKI in DIR (`make run`)
  *   ca-proxy serve-extproc --config F Envoy network ext_proc gRPC service (docs/extproc.md)
+ *   ca-proxy publish-crl --config F   CRL publisher: CA → validated CRL → ConfigMaps (docs/kubernetes.md)
  *   ca-proxy crl show FILE [--ca F]   what a CRL says, and whether its signature verifies
  *   ca-proxy check HOST:PORT          connect as the proxy would and print the decision
  */
@@ -12,6 +13,7 @@ import { runCommand } from './run';
 import { crlShowCommand } from './crl';
 import { checkCommand } from './check';
 import { serveExtProcCommand } from './serve-extproc';
+import { publishCrlCommand } from './publish-crl';
 
 const program = new Command();
 program
@@ -37,6 +39,14 @@ program
   .option('--listen <address>', 'override extproc.listen: unix:/path/to.sock or host:port')
   .option('--admin <host:port>', 'override admin (the /metrics, /healthz, /readyz listener)')
   .action(serveExtProcCommand);
+
+program
+  .command('publish-crl')
+  .description('Run the CRL publisher: while holding the publisher.lease Lease, fetch every publisher.sources CRL, validate it as the processors do, and write it into ConfigMaps they watch. See docs/kubernetes.md.')
+  .requiredOption('-c, --config <file>', 'YAML configuration file (the publisher section; interceptionCA not needed)')
+  .option('--admin <host:port>', 'override admin (the /metrics, /healthz, /readyz listener)')
+  .option('--identity <name>', 'Lease holder identity (default: host name + random suffix)')
+  .action(publishCrlCommand);
 
 const crl = program.command('crl').description('Inspect certificate revocation lists.');
 crl

@@ -311,6 +311,45 @@ export async function decodeCrlSet(cms: readonly CrlConfigMap[], opts: DecodeOpt
   return { der, meta, configMaps: parts.map((p) => p.cm) };
 }
 
+/** What a set holds, from annotations and keys only (no base64 or gzip work). */
+export interface SetSummary {
+  /** The newest CRL any ConfigMap of the set announces (complete or not): the rollback floor. */
+  newest: CrlMeta | null;
+  /** The best complete generation's CRL, or null. */
+  complete: CrlMeta | null;
+  /** The complete generation is the only thing in the set (no leftover or foreign ConfigMaps). */
+  clean: boolean;
+  /** ConfigMaps that cannot be read as part of a set. */
+  unreadable: string[];
+}
+
+/** Summarise one set's ConfigMaps (what the publisher needs before writing). Never throws. */
+export function summarizeCrlSet(cms: readonly CrlConfigMap[]): SetSummary {
+  const refs: PartRef[] = [];
+  const unreadable: string[] = [];
+  for (const cm of cms) {
+    try {
+      refs.push(partRef(cm));
+    } catch {
+      unreadable.push(cm.metadata?.name ?? '<unnamed>');
+    }
+  }
+  let newest: CrlMeta | null = null;
+  for (const r of refs) if (!newest || newerFirst(r.meta, newest) < 0) newest = r.meta;
+  const gens = new Map<string, Set<number>>();
+  const metaOf = new Map<string, PartRef>();
+  for (const r of refs) {
+    const g = `${r.meta.sha256}|${r.n}|${r.encoding}`;
+    if (!gens.has(g)) gens.set(g, new Set());
+    gens.get(g)!.add(r.i);
+    metaOf.set(g, r);
+  }
+  const complete = [...gens].filter(([g, have]) => have.size === metaOf.get(g)!.n).map(([g]) => metaOf.get(g)!);
+  complete.sort((a, b) => newerFirst(a.meta, b.meta));
+  const best = complete[0] ?? null;
+  return { newest, complete: best?.meta ?? null, clean: best !== null && cms.length === best.n && unreadable.length === 0, unreadable };
+}
+
 /** Sort order: higher cRLNumber first, then later thisUpdate. */
 function newerFirst(a: CrlMeta, b: CrlMeta): number {
   if (a.crlNumber !== null && b.crlNumber !== null && a.crlNumber !== b.crlNumber) return BigInt(b.crlNumber) > BigInt(a.crlNumber) ? 1 : -1;
