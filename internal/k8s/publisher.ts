@@ -323,15 +323,15 @@ export class Publisher {
       s.published = sum.newest;
       throw new Refused('rollback', `cRLNumber ${v.meta.crlNumber ?? 'none'} / thisUpdate ${v.meta.thisUpdate.toISOString()} is older than the published ${describe(sum.newest)}`);
     }
-    s.etag = f.etag;
-    s.lastModified = f.lastModified;
     if (sum.clean && sum.complete?.sha256 === v.meta.sha256) {
       s.published = sum.complete;
+      [s.etag, s.lastModified] = [f.etag, f.lastModified];
       return 'unchanged';
     }
     const written = await this.write(s, v);
     if (!written) return 'write_failed';
     s.published = v.meta;
+    [s.etag, s.lastModified] = [f.etag, f.lastModified];
     this.o.log?.info(
       { source: s.url, set: s.set, crlNumber: v.meta.crlNumber, entries: v.crl.entryCount, bytes: v.der.length, configMaps: written, nextUpdate: v.meta.nextUpdate?.toISOString() ?? null },
       'CRL published',

@@ -220,6 +220,32 @@ describe('publisher: publish, refuse, keep', () => {
     const next = run.publisher.status()[0]!.nextRoundAt!;
     assert.ok(next.getTime() - Date.now() <= 31_000, `next round in ${next.getTime() - Date.now()} ms`);
   });
+
+  test('a write under a stale resourceVersion gets 409: re-read, retried, written', async () => {
+    const [cm] = setOf(url, 'crl-main');
+    // Someone else touches the ConfigMap (a label added): the publisher's resourceVersion is stale.
+    api.put('configmaps', { ...(cm as never as { metadata: { name: string } }), metadata: { ...cm!.metadata!, labels: { ...cm!.metadata!.labels, touched: 'yes' } } } as never);
+    const m0 = await scrape(run);
+    ca.route('/main.crl', { crl: ca.crl({ crlNumber: 18 }) });
+    await run.publisher.runOnce();
+    assert.equal((await decodeCrlSet(setOf(url, 'crl-main'))).meta.crlNumber, '18');
+    const m1 = await scrape(run);
+    assert.equal(metric(m1, 'ca_proxy_publisher_configmap_writes_total', { result: 'conflict' })! - metric(m0, 'ca_proxy_publisher_configmap_writes_total', { result: 'conflict' })!, 1);
+  });
+
+  test('a 409 that reveals a newer CRL already stored: not overwritten, and nothing older is published after it', async () => {
+    const [cm] = setOf(url, 'crl-main');
+    const foreign = structuredClone(cm!) as CrlConfigMap;
+    foreign.metadata!.annotations![ANN.crlNumber] = '999';
+    api.put('configmaps', foreign as never);
+    ca.route('/main.crl', { crl: ca.crl({ crlNumber: 19 }) });
+    await run.publisher.runOnce();
+    assert.equal(run.publisher.status()[0]!.lastResult, 'write_failed');
+    assert.equal(setOf(url, 'crl-main')[0]!.metadata!.annotations![ANN.crlNumber], '999');
+    await run.publisher.runOnce();
+    assert.equal(run.publisher.status()[0]!.lastResult, 'refused');
+    assert.match(run.publisher.status()[0]!.lastError!, /^rollback: cRLNumber 19 .* older than the published cRLNumber 999/);
+  });
 });
 
 test('a 2,000,000-entry CRL is gzipped and split across ConfigMaps the API server accepts, and reassembles to the same DER', async (t) => {
