@@ -30,7 +30,7 @@ import crypto, { type X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CoreV1Api, type CoreV1Event, type KubeConfig, type V1ConfigMap } from '@kubernetes/client-node';
+import { CoreV1Api, setHeaderOptions, type KubeConfig, type V1ConfigMap } from '@kubernetes/client-node';
 import { certInfo, formatName } from '../pki/certinfo';
 import { CrlError, crlTimeStatus, type CrlErrorCode, type ParsedCrl } from '../pki/crl';
 import { loadCrlFile } from '../pki/crl-worker';
@@ -488,7 +488,8 @@ export class Publisher {
     if (left > this.o.marginMs) return;
     const why = s.lastError ? ` Last problem: ${s.lastError}.` : '';
     if (left <= 0) await this.events.warn(s, 'CRLExpired', `The published CRL from ${s.url} (${describe(s.published)}) is past its nextUpdate ${nu.toISOString()} and the CA serves no newer one.${why}`);
-    else await this.events.warn(s, 'CRLNextUpdateSoon', `The published CRL from ${s.url} (${describe(s.published)}) reaches its nextUpdate ${nu.toISOString()} in ${Math.round(left / 1000)} s and the CA serves no newer one yet.${why}`);
+    // No "in N s" in the message: the same message aggregates into one Event with a count.
+    else await this.events.warn(s, 'CRLNextUpdateSoon', `The published CRL from ${s.url} (${describe(s.published)}) reaches its nextUpdate ${nu.toISOString()} (margin ${this.o.marginMs / 1000} s) and the CA serves no newer one yet.${why}`);
   }
 }
 
@@ -513,11 +514,16 @@ function describe(m: CrlMeta | null): string {
 
 /**
  * Warning Events on a set's ConfigMap, aggregated as client-go's recorder does: one Event per
- * (ConfigMap, reason, message), later occurrences raise `count` and `lastTimestamp`. Failures
- * are logged, never thrown (an Event is worth less than the publish it describes).
+ * (ConfigMap, reason, message); the first occurrence creates it, later ones raise `count` and
+ * `lastTimestamp` with a merge patch, and an Event that expired meanwhile (the API server's event
+ * TTL) is created again. RBAC: create + patch on events. Failures are logged, never thrown (an
+ * Event is worth less than the publish it describes).
  */
+const MAX_EVENT_KEYS = 1000;
+
 class ConfigMapEvents {
-  private readonly names = new Map<string, string>();
+  /** key → Event name and the count last written; the oldest keys are forgotten past MAX_EVENT_KEYS. */
+  private readonly seen = new Map<string, { name: string; count: number }>();
 
   constructor(
     private readonly core: CoreV1Api,
@@ -533,40 +539,43 @@ class ConfigMapEvents {
     const first = [...s.stored.values()].map((c) => c.metadata!).sort((a, b) => (a.name! < b.name! ? -1 : 1))[0];
     const involved: { name: string; uid?: string } = first ? { name: first.name!, uid: first.uid } : { name: s.set };
     const key = `${involved.name}|${reason}|${message}`;
-    const name = this.names.get(key) ?? `${involved.name}.${crypto.createHash('sha256').update(key).digest('hex').slice(0, 16)}`;
-    this.names.set(key, name);
     const t = new Date(this.now());
+    const prev = this.seen.get(key);
     try {
-      let ev: CoreV1Event | null = null;
-      try {
-        ev = await this.core.readNamespacedEvent({ name, namespace: this.namespace });
-      } catch (e) {
-        if (statusOf(e) !== 404) throw e;
+      if (prev) {
+        try {
+          await this.core.patchNamespacedEvent(
+            { name: prev.name, namespace: this.namespace, body: { count: prev.count + 1, lastTimestamp: t } },
+            setHeaderOptions('Content-Type', 'application/merge-patch+json'),
+          );
+          prev.count++;
+          return;
+        } catch (e) {
+          if (statusOf(e) !== 404) throw e;
+          this.seen.delete(key); // expired: create it again
+        }
       }
-      if (ev) {
-        ev.count = (ev.count ?? 1) + 1;
-        ev.lastTimestamp = t;
-        await this.core.replaceNamespacedEvent({ name, namespace: this.namespace, body: ev });
-      } else {
-        await this.core.createNamespacedEvent({
-          namespace: this.namespace,
-          body: {
-            apiVersion: 'v1',
-            kind: 'Event',
-            metadata: { name, namespace: this.namespace, annotations: { [ANN.source]: s.url } },
-            involvedObject: { apiVersion: 'v1', kind: 'ConfigMap', name: involved.name, namespace: this.namespace, uid: involved.uid },
-            reason,
-            message: message.slice(0, 1024),
-            type: 'Warning',
-            count: 1,
-            firstTimestamp: t,
-            lastTimestamp: t,
-            source: { component: 'ca-proxy-publisher', host: this.instance },
-            reportingComponent: 'ca-proxy-publisher',
-            reportingInstance: this.instance,
-          },
-        });
-      }
+      const name = `${involved.name}.${crypto.createHash('sha256').update(`${key}|${t.getTime()}`).digest('hex').slice(0, 16)}`;
+      await this.core.createNamespacedEvent({
+        namespace: this.namespace,
+        body: {
+          apiVersion: 'v1',
+          kind: 'Event',
+          metadata: { name, namespace: this.namespace, annotations: { [ANN.source]: s.url } },
+          involvedObject: { apiVersion: 'v1', kind: 'ConfigMap', name: involved.name, namespace: this.namespace, uid: involved.uid },
+          reason,
+          message: message.slice(0, 1024),
+          type: 'Warning',
+          count: 1,
+          firstTimestamp: t,
+          lastTimestamp: t,
+          source: { component: 'ca-proxy-publisher', host: this.instance },
+          reportingComponent: 'ca-proxy-publisher',
+          reportingInstance: this.instance,
+        },
+      });
+      this.seen.set(key, { name, count: 1 });
+      if (this.seen.size > MAX_EVENT_KEYS) this.seen.delete(this.seen.keys().next().value!);
     } catch (e) {
       this.log?.warn({ reason, err: errText(e) }, 'could not write the Event');
     }
