@@ -13,7 +13,8 @@
  * - unknown paths — 404.
  *
  * `crl(opts)` issues a CRL signed by this CA (or by `wrongKey`: same issuer Name, another key);
- * `ca.requests` counts requests per path, `ca.conditional` those that carried a validator.
+ * `ca.requests` counts requests per path, `ca.conditional` those that carried a validator,
+ * `ca.served` lists every 200 answer with a CRL body (path, `performance.now()` when sent).
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -46,6 +47,7 @@ export interface CrlCa {
   route(path: string, r: Route): void;
   requests: Map<string, number>;
   conditional: Map<string, number>;
+  served: { path: string; at: number }[];
   close(): Promise<void>;
 }
 
@@ -58,6 +60,7 @@ export async function startCrlCa(opts: { cn?: string } = {}): Promise<CrlCa> {
   const routes = new Map<string, Route>();
   const requests = new Map<string, number>();
   const conditional = new Map<string, number>();
+  const served: { path: string; at: number }[] = [];
   const sockets = new Set<import('node:net').Socket>();
 
   const server = http.createServer((req, res) => {
@@ -95,6 +98,7 @@ export async function startCrlCa(opts: { cn?: string } = {}): Promise<CrlCa> {
       return void res.writeHead(304, { ETag: etag, 'Last-Modified': lastModified.toUTCString() }).end();
     }
     res.writeHead(200, { 'Content-Type': 'application/pkix-crl', 'Content-Length': size, ETag: etag, 'Last-Modified': lastModified.toUTCString() });
+    served.push({ path, at: performance.now() });
     if ('crl' in r) res.end(r.crl);
     else fs.createReadStream(r.file).pipe(res);
   });
@@ -117,6 +121,7 @@ export async function startCrlCa(opts: { cn?: string } = {}): Promise<CrlCa> {
     key,
     requests,
     conditional,
+    served,
     route,
     crl(o: IssueOptions): Buffer {
       const thisUpdate = o.thisUpdate ?? new Date(Date.now() - 60_000);
