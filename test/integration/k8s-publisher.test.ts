@@ -8,7 +8,9 @@
  * - splits a 2,000,000-entry CRL across ConfigMaps that the API server accepts and that
  *   reassemble to the same DER;
  * - two publishers sharing one Lease never both write (every write observed at the HTTP level),
- *   and the survivor takes over after the leader dies.
+ *   and the survivor takes over after the leader dies;
+ * - the `ca-proxy publish-crl` command as two processes: /metrics and /readyz on the admin port,
+ *   SIGKILL of the leader → takeover, SIGTERM → Lease released and exit 0.
  */
 import { test, after, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
@@ -359,5 +361,91 @@ test('two publishers with one Lease never both write; the survivor takes over af
     clearInterval(issuer);
     for (const r of runs.values()) await r.close().catch(() => undefined);
     for (const pr of proxies) await pr.close().catch(() => undefined);
+  }
+});
+
+test('`ca-proxy publish-crl` as processes: publishes, serves /metrics and /readyz; SIGKILL → the other takes over; SIGTERM releases the Lease and exits 0', async () => {
+  const url = `${ca.url}/cli.crl`;
+  ca.route('/cli.crl', { crl: ca.crl({ crlNumber: 500 }) });
+  const kubeconfig = path.join(dir, 'kubeconfig.json');
+  fs.writeFileSync(
+    kubeconfig,
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'fake', cluster: { server: api.url, 'insecure-skip-tls-verify': true } }],
+      users: [{ name: 'u', user: {} }],
+      contexts: [{ name: 'c', context: { cluster: 'fake', user: 'u' } }],
+      'current-context': 'c',
+    }),
+  );
+  const file = path.join(dir, 'cli.yaml');
+  // No interceptionCA: publish-crl does not need it.
+  fs.writeFileSync(
+    file,
+    `admin: 127.0.0.1:0
+log: {level: info}
+trust: {caFiles: [ca.pem]}
+publisher:
+  sources: {urls: ["${url}"]}
+  namespace: ${NS}
+  configMapName: crl-cli
+  intervalSeconds: 1
+  lease: {name: pub-cli, durationSeconds: 2, renewSeconds: 1}
+  kubeconfig: kubeconfig.json
+`,
+  );
+  const { spawn } = await import('node:child_process');
+  const { repoRoot } = await import('../support/root');
+  const start = (id: string) => {
+    const child = spawn(process.execPath, [path.join(repoRoot(), 'dist/cmd/ca-proxy/main.js'), 'publish-crl', '--config', file, '--identity', id], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const lines: string[] = [];
+    let buf = '';
+    child.stdout.on('data', (d) => {
+      buf += d;
+      const parts = buf.split('\n');
+      buf = parts.pop()!;
+      lines.push(...parts);
+    });
+    child.stderr.on('data', (d) => lines.push(String(d)));
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    return { id, child, lines, exited };
+  };
+  const procs = [start('cli-a'), start('cli-b')];
+  try {
+    const adminOf = async (p: (typeof procs)[number]) => {
+      await until(() => p.lines.some((l) => l.includes('publish-crl started')), 10_000, `${p.id} started`);
+      return `http://${JSON.parse(p.lines.find((l) => l.includes('publish-crl started'))!).admin}`;
+    };
+    const admins = await Promise.all(procs.map(adminOf));
+    await until(() => setOf(url, 'crl-cli').length === 1, 10_000, 'the first publish');
+    const holder = () => (api.getObject('leases', NS, 'pub-cli')?.spec as { holderIdentity?: string } | undefined)?.holderIdentity;
+    const leaderIdx = procs.findIndex((p) => p.id === holder());
+    assert.ok(leaderIdx >= 0, `holder ${holder()}`);
+    const leader = procs[leaderIdx]!;
+    const follower = procs[1 - leaderIdx]!;
+    const metrics = await (await fetch(`${admins[leaderIdx]}/metrics`)).text();
+    assert.equal(metric(metrics, 'ca_proxy_publisher_published_crl_number', { source: url }), 500);
+    assert.match(metrics, /^ca_proxy_publisher_leader 1$/m);
+    assert.match(await (await fetch(`${admins[1 - leaderIdx]}/metrics`)).text(), /^ca_proxy_publisher_leader 0$/m);
+    const ready = await fetch(`${admins[1 - leaderIdx]}/readyz`);
+    assert.equal(ready.status, 200);
+    assert.match(await ready.text(), new RegExp(`following ${leader.id}`));
+
+    // The leader is killed: nothing is released; the follower takes over once the Lease expires.
+    leader.child.kill('SIGKILL');
+    await leader.exited;
+    ca.route('/cli.crl', { crl: ca.crl({ crlNumber: 501 }) });
+    await until(() => setOf(url, 'crl-cli')[0]?.metadata?.annotations?.[ANN.crlNumber] === '501', 10_000, 'the new leader publishes');
+    assert.equal(setOf(url, 'crl-cli')[0]!.metadata!.annotations![ANN.publishedBy], follower.id);
+    assert.equal(holder(), follower.id);
+
+    // SIGTERM: the Lease is released (no holder) and the process exits 0.
+    follower.child.kill('SIGTERM');
+    assert.equal(await follower.exited, 0);
+    assert.equal(holder() ?? null, null);
+    assert.ok(follower.lines.some((l) => l.includes('became the leader')));
+  } finally {
+    for (const p of procs) p.child.kill('SIGKILL');
   }
 });
