@@ -32,11 +32,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { CoreV1Api, setHeaderOptions, type KubeConfig, type V1ConfigMap } from '@kubernetes/client-node';
 import { certInfo, formatName } from '../pki/certinfo';
-import { CrlError, crlTimeStatus, type CrlErrorCode, type ParsedCrl } from '../pki/crl';
+import { crlTimeStatus, type CrlErrorCode, type ParsedCrl } from '../pki/crl';
 import { loadCrlFile } from '../pki/crl-worker';
 import { parseDistributionPoints } from '../pki/names';
 import { crlRecord } from '../pki/revocation';
-import { FETCH_RESULTS, initSourceMetrics, type FetchResultLabel, type PublisherMetrics } from '../metrics/publisher';
+import { initSourceMetrics, type FetchResultLabel, type PublisherMetrics } from '../metrics/publisher';
 import { ANN, LABEL_SET, encodeCrlConfigMaps, readCrlMeta, sourceIdFor, summarizeCrlSet, type CrlConfigMap, type CrlMeta } from './crl-configmap';
 import { FetchError, fetchCrlWithRetry } from './fetch';
 import { errText, statusOf } from './lease';
@@ -582,4 +582,3 @@ class ConfigMapEvents {
   }
 }
 
-export { FETCH_RESULTS };
