@@ -428,9 +428,14 @@ publisher:
     assert.equal(metric(metrics, 'ca_proxy_publisher_published_crl_number', { source: url }), 500);
     assert.match(metrics, /^ca_proxy_publisher_leader 1$/m);
     assert.match(await (await fetch(`${admins[1 - leaderIdx]}/metrics`)).text(), /^ca_proxy_publisher_leader 0$/m);
-    const ready = await fetch(`${admins[1 - leaderIdx]}/readyz`);
-    assert.equal(ready.status, 200);
-    assert.match(await ready.text(), new RegExp(`following ${leader.id}`));
+    // A follower is ready once its election round has seen the Lease and its holder.
+    let readyBody = '';
+    await until(async () => {
+      const r = await fetch(`${admins[1 - leaderIdx]}/readyz`);
+      readyBody = await r.text();
+      return r.status === 200;
+    }, 5000, 'the follower ready');
+    assert.match(readyBody, new RegExp(`following ${leader.id}`));
 
     // The leader is killed: nothing is released; the follower takes over once the Lease expires.
     leader.child.kill('SIGKILL');
