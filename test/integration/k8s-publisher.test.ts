@@ -160,6 +160,15 @@ describe('publisher: publish, refuse, keep', () => {
       'fetch_failed',
       'fetch_too_large',
     ],
+    [
+      'a PEM file holding two CRLs',
+      () => {
+        const pem = (d: Buffer) => `-----BEGIN X509 CRL-----\n${d.toString('base64').replace(/.{64}/g, '$&\n')}\n-----END X509 CRL-----\n`;
+        ca.route('/main.crl', { crl: Buffer.from(pem(ca.crl({ crlNumber: 20 })) + pem(ca.crl({ crlNumber: 21 }))) });
+      },
+      'refused',
+      'several_crls',
+    ],
     ['a CRL whose thisUpdate is in the future', () => ca.route('/main.crl', { crl: ca.crl({ crlNumber: 14, thisUpdate: new Date(Date.now() + 86400_000) }) }), 'refused', 'not_yet_valid'],
   ];
   for (const [what, serve, result, code] of bad) {
@@ -223,14 +232,28 @@ describe('publisher: publish, refuse, keep', () => {
     assert.ok(next.getTime() - Date.now() <= 31_000, `next round in ${next.getTime() - Date.now()} ms`);
   });
 
+  test('the next round is due at the interval, or before nextUpdate − margin when that comes first', async () => {
+    const now = Date.now();
+    // nextUpdate in 1 h 10 min, margin 1 h: due in about 10 min, not in the 1 h interval.
+    ca.route('/main.crl', { crl: ca.crl({ crlNumber: 17_001, nextUpdate: new Date(now + 70 * 60_000) }) });
+    await run.publisher.runOnce();
+    const due = run.publisher.status()[0]!.nextRoundAt!.getTime() - now;
+    assert.ok(due > 9 * 60_000 && due <= 10 * 60_000, `due in ${due} ms`);
+    // nextUpdate in a week: the interval (1 h) decides.
+    ca.route('/main.crl', { crl: ca.crl({ crlNumber: 17_002 }) });
+    await run.publisher.runOnce();
+    const due2 = run.publisher.status()[0]!.nextRoundAt!.getTime() - Date.now();
+    assert.ok(due2 > 59 * 60_000 && due2 <= 60 * 60_000, `due in ${due2} ms`);
+  });
+
   test('a write under a stale resourceVersion gets 409: re-read, retried, written', async () => {
     const [cm] = setOf(url, 'crl-main');
     // Someone else touches the ConfigMap (a label added): the publisher's resourceVersion is stale.
     api.put('configmaps', { ...(cm as never as { metadata: { name: string } }), metadata: { ...cm!.metadata!, labels: { ...cm!.metadata!.labels, touched: 'yes' } } } as never);
     const m0 = await scrape(run);
-    ca.route('/main.crl', { crl: ca.crl({ crlNumber: 18 }) });
+    ca.route('/main.crl', { crl: ca.crl({ crlNumber: 17_003 }) });
     await run.publisher.runOnce();
-    assert.equal((await decodeCrlSet(setOf(url, 'crl-main'))).meta.crlNumber, '18');
+    assert.equal((await decodeCrlSet(setOf(url, 'crl-main'))).meta.crlNumber, '17003');
     const m1 = await scrape(run);
     assert.equal(metric(m1, 'ca_proxy_publisher_configmap_writes_total', { result: 'conflict' })! - metric(m0, 'ca_proxy_publisher_configmap_writes_total', { result: 'conflict' })!, 1);
   });
@@ -238,15 +261,15 @@ describe('publisher: publish, refuse, keep', () => {
   test('a 409 that reveals a newer CRL already stored: not overwritten, and nothing older is published after it', async () => {
     const [cm] = setOf(url, 'crl-main');
     const foreign = structuredClone(cm!) as CrlConfigMap;
-    foreign.metadata!.annotations![ANN.crlNumber] = '999';
+    foreign.metadata!.annotations![ANN.crlNumber] = '99999';
     api.put('configmaps', foreign as never);
-    ca.route('/main.crl', { crl: ca.crl({ crlNumber: 19 }) });
+    ca.route('/main.crl', { crl: ca.crl({ crlNumber: 17_004 }) });
     await run.publisher.runOnce();
     assert.equal(run.publisher.status()[0]!.lastResult, 'write_failed');
-    assert.equal(setOf(url, 'crl-main')[0]!.metadata!.annotations![ANN.crlNumber], '999');
+    assert.equal(setOf(url, 'crl-main')[0]!.metadata!.annotations![ANN.crlNumber], '99999');
     await run.publisher.runOnce();
     assert.equal(run.publisher.status()[0]!.lastResult, 'refused');
-    assert.match(run.publisher.status()[0]!.lastError!, /^rollback: cRLNumber 19 .* older than the published cRLNumber 999/);
+    assert.match(run.publisher.status()[0]!.lastError!, /^rollback: cRLNumber 17004 .* older than the published cRLNumber 99999/);
   });
 });
 

@@ -103,3 +103,29 @@ test('backoffDelay: full jitter under min(cap, base·2^attempt)', () => {
   assert.equal(backoffDelay(10, 100, 1000, () => 0.5), 500);
   assert.equal(backoffDelay(10, 100, 1000, () => 0), 0);
 });
+
+test('https sources: verified against the given CA bundle; an unknown issuer is a network error', async () => {
+  const https = await import('node:https');
+  const { CN, cert, ctx, ext, keyPair, name, seq } = await import('../../support/der-writer');
+  const caKey = keyPair();
+  const caName = name([CN, 'fetch test TLS CA']);
+  const caDer = cert({ issuer: caName, subject: caName, key: caKey, signer: caKey, ca: true });
+  const leafKey = keyPair();
+  const san = ext('2.5.29.17', false, seq(ctx(2, false, Buffer.from('localhost')), ctx(7, false, Buffer.from([127, 0, 0, 1]))));
+  const leafDer = cert({ issuer: caName, subject: name([CN, 'localhost']), key: leafKey, signer: caKey, serial: Buffer.from([0x02]), extensions: [san] });
+  const pem = (der: Buffer, label: string) => `-----BEGIN ${label}-----\n${der.toString('base64').replace(/.{64}/g, '$&\n')}\n-----END ${label}-----\n`;
+  const der = ca.crl({ crlNumber: 77 });
+  const srv = https.createServer({ cert: pem(leafDer, 'CERTIFICATE'), key: leafKey.privateKey.export({ type: 'pkcs8', format: 'pem' }) }, (_req, res) => {
+    res.writeHead(200, { 'Content-Length': der.length }).end(der);
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  try {
+    const url = `https://127.0.0.1:${(srv.address() as AddressInfo).port}/crl`;
+    const r = await fetchCrl(url, { ...opts, ca: pem(caDer, 'CERTIFICATE') });
+    assert.equal(r.status === 'ok' && r.body.equals(der), true);
+    await assert.rejects(fetchCrl(url, opts), isFetchError('network'));
+  } finally {
+    srv.closeAllConnections();
+    srv.close();
+  }
+});
