@@ -35,5 +35,6 @@ export async function checkCommand(target: string, opts: { sni?: string; config?
   });
   await rt.close();
   process.stdout.write(JSON.stringify(decision, null, 2) + '\n');
-  process.exitCode = decision.outcome === 'allow' ? 0 : 2;
+  // Exit now: the probe's sockets may still be draining, and there is nothing more to report.
+  process.exit(decision.outcome === 'allow' ? 0 : 2);
 }

@@ -88,5 +88,6 @@ export async function crlShowCommand(file: string, opts: { ca?: string; json?: b
       );
     }
   }
-  if (shown.some((s) => s.error || s.signature.startsWith('INVALID'))) process.exitCode = 1;
+  // 1 when the proxy would not use a CRL as current: unparsable, bad signature, expired or not yet valid.
+  if (shown.some((s) => s.error || s.signature.startsWith('INVALID') || (s.time && s.time !== 'current'))) process.exitCode = 1;
 }

@@ -51,7 +51,7 @@ program
 const crl = program.command('crl').description('Inspect certificate revocation lists.');
 crl
   .command('show')
-  .description('Print issuer, cRLNumber, thisUpdate, nextUpdate, entry count and, with --ca, the signature status of a CRL (PEM or DER).')
+  .description('Print issuer, cRLNumber, thisUpdate, nextUpdate, entry count and, with --ca, the signature status of a CRL (PEM or DER). Exit code 1 when a CRL does not parse, its signature does not verify, or it is not current.')
   .argument('<file>', 'CRL file (PEM may hold several CRLs)')
   .option('--ca <file>', 'PEM bundle holding the CRL issuer\'s certificate, to verify the signature')
   .option('--json', 'print JSON instead of text')

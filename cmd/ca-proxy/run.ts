@@ -32,12 +32,14 @@ export async function runCommand(opts: { config?: string; dev?: string; listen?:
     ].join('\n'),
   );
   const stop = async (signal: string) => {
-    rt.logger.info({ signal }, 'shutting down');
-    await rt.close();
+    rt.logger.info({ signal, graceMs: config.limits.shutdownGraceMs }, 'shutting down: listeners closed, open connections drain');
+    await rt.close(config.limits.shutdownGraceMs);
     process.exit(0);
   };
   process.once('SIGINT', () => void stop('SIGINT'));
   process.once('SIGTERM', () => void stop('SIGTERM'));
+  // Not a reload (CRLs reload by themselves when their files change); but not a death either.
+  process.on('SIGHUP', () => rt.logger.warn('SIGHUP ignored: CRLs reload on their own; restart ca-proxy to apply a changed configuration'));
 }
 
 function fmt(a: { address: string; port: number; family: string }): string {

@@ -14,8 +14,8 @@ import { createLogger, createReporter } from '../../internal/engine/report';
 import type { Decision } from '../../internal/engine/decision';
 import { LeafMinter, type MintedLeaf } from '../../internal/pki/mint';
 import { loadIdentities } from '../../internal/pki/identity';
-import { readPemBundle } from '../../internal/pki/pem';
-import { RevocationStore } from '../../internal/pki/store';
+import { pemCertificates } from '../../internal/pki/pem';
+import { RevocationStore, type LoadReport } from '../../internal/pki/store';
 import { createMetrics, observeCrls, observeReload, type Metrics } from '../../internal/metrics/registry';
 import { startAdminServer, type AdminServer } from '../../internal/metrics/admin';
 import { listenConnect, listenSni, parseHostPort, type Listening } from '../../internal/proxy/listeners';
@@ -36,7 +36,8 @@ export interface Runtime {
   /** Every decision, in order (also logged and counted). */
   onDecision(fn: (d: Decision) => void): void;
   readiness(): { ready: boolean; detail: string };
-  close(): Promise<void>;
+  /** Stops listening; open connections may go on for `graceMs` (default 1000) before they are closed. */
+  close(graceMs?: number): Promise<void>;
 }
 
 export interface RuntimeOptions {
@@ -45,8 +46,26 @@ export interface RuntimeOptions {
   listen?: boolean;
 }
 
-function readCerts(files: string[]): X509Certificate[] {
-  return files.flatMap((f) => readPemBundle(f).map((der) => new X509Certificate(der)));
+/** A file named by config field `field`, or an error that names the field, the path and why. */
+function readFor(field: string, file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const why = e.code === 'EISDIR' ? 'is a directory, not a file' : e.code === 'ENOENT' ? 'does not exist' : e.code ?? e.message;
+    throw new Error(`${field}: ${file} ${why}`);
+  }
+}
+
+function readCerts(field: string, files: string[]): X509Certificate[] {
+  return files.flatMap((f, i) => {
+    const text = readFor(`${field}[${i}]`, f);
+    try {
+      return pemCertificates(text, f).map((der) => new X509Certificate(der));
+    } catch (err) {
+      throw new Error(`${field}[${i}]: ${f}: ${(err as Error).message}`);
+    }
+  });
 }
 
 /** Builds the engine context and the revocation store; loads CRLs once. */
@@ -56,19 +75,31 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
   const report = createReporter({ logger, metrics });
   const listeners: ((d: Decision) => void)[] = [];
 
-  const anchors = readCerts(config.trust.caFiles);
+  const anchors = readCerts('trust.caFiles', config.trust.caFiles);
   if (config.trust.systemRoots) anchors.push(...tls.rootCertificates.map((pem) => new X509Certificate(pem)));
-  const crlSigners = readCerts(config.revocation.crlSigners);
+  const crlSigners = readCerts('revocation.crlSigners', config.revocation.crlSigners);
 
   let store: RevocationStore | null = null;
   const k8sCrls = config.revocation.kubernetes ?? null;
   if (config.revocation.crlPaths.length > 0 || k8sCrls) {
     store = new RevocationStore({ trust: [...anchors, ...crlSigners], clockSkewMs: config.revocation.clockSkewSeconds * 1000 });
-    store.on('reload', (r: { accepted: { source: string }[]; refused: { source: string; code: string; message: string }[] }) => {
-      observeReload(metrics, { accepted: r.accepted.length, refused: r.refused.length });
+    // Every reload re-reads every file; only what changed since the last reload is counted and
+    // logged, so one bad file left in place does not count as a new refusal on every rescan.
+    const seen = new Map<string, string>();
+    store.on('reload', (r: LoadReport) => {
+      const fresh = <T extends { source: string }>(items: T[], sig: (x: T) => string): T[] => items.filter((x) => seen.get(x.source) !== sig(x));
+      const accepted = fresh(r.accepted, (a) => `ok:${a.sha256}`);
+      const refused = fresh(r.refused, (b) => `refused:${b.code}:${b.message}`);
+      const retained = fresh(r.retained, (a) => `retained:${a.sha256}`);
+      seen.clear();
+      for (const a of r.accepted) seen.set(a.source, `ok:${a.sha256}`);
+      for (const b of r.refused) seen.set(b.source, `refused:${b.code}:${b.message}`);
+      for (const a of r.retained) seen.set(a.source, `retained:${a.sha256}`);
+      observeReload(metrics, { accepted: accepted.length, refused: refused.length });
       observeCrls(metrics, store!.snapshot());
-      for (const bad of r.refused) logger.warn({ crl: bad.source, code: bad.code }, `CRL refused: ${bad.message}`);
-      if (r.accepted.length) logger.info({ crls: r.accepted.map((a) => a.source) }, 'CRLs accepted');
+      for (const bad of refused) logger.warn({ crl: bad.source, code: bad.code }, `CRL refused, the last good CRL of its issuer stays: ${bad.message}`);
+      for (const kept of retained) logger.warn({ crl: kept.source, issuer: kept.issuer }, 'CRL file is gone; its last good CRL stays in force until it is replaced or ca-proxy restarts');
+      if (accepted.length) logger.info({ crls: accepted.map((a) => a.source) }, 'CRLs accepted');
     });
     if (config.revocation.crlPaths.length > 0) await store.loadPaths(config.revocation.crlPaths);
     if (config.revocation.watch && config.revocation.crlPaths.length > 0) store.watch(config.revocation.crlPaths);
@@ -78,14 +109,20 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
   const podEvents = podEventsFromConfig(config.events, k8sCrls?.kubeconfig ?? null, logger);
 
   const identities = loadIdentities(config.identities, process.cwd(), { warn: (m) => logger.warn(m) });
+  const interceptionCertPem = readFor('interceptionCA.cert', config.interceptionCA.cert);
+  const interceptionCA = readCerts('interceptionCA.cert', [config.interceptionCA.cert])[0];
+  if (!interceptionCA) throw new Error(`interceptionCA.cert: ${config.interceptionCA.cert} holds no certificate`);
+  if (new Date(interceptionCA.validTo).getTime() <= Date.now()) {
+    throw new Error(`interceptionCA.cert: the interception CA expired at ${new Date(interceptionCA.validTo).toISOString()}; workloads would reject every minted leaf`);
+  }
   const minter = new LeafMinter({
-    caCertPem: fs.readFileSync(config.interceptionCA.cert, 'utf8'),
-    caKeyPem: fs.readFileSync(config.interceptionCA.key, 'utf8'),
+    caCertPem: interceptionCertPem,
+    caKeyPem: readFor('interceptionCA.key', config.interceptionCA.key),
     validityHours: config.leaf.validityHours,
     cacheSize: config.leaf.cacheSize,
     secureContext: false,
   });
-  const workloadCA = config.workloadCA.map((f) => fs.readFileSync(f, 'utf8'));
+  const workloadCA = config.workloadCA.map((f, i) => readFor(`workloadCA[${i}]`, f));
   // One SecureContext per minted leaf and version cap, holding the workload CAs for clientAuth.
   const contexts = new WeakMap<MintedLeaf, Map<string, tls.SecureContext>>();
 
@@ -111,7 +148,7 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
     },
     identities: new Map([...identities].map(([name, id]) => [name, { name, secureContextOptions: id.secureContextOptions }])),
     anchors,
-    workloadAnchors: readCerts(config.workloadCA),
+    workloadAnchors: readCerts('workloadCA', config.workloadCA),
     revocation: store,
     report: (d) => {
       report(d);
@@ -133,8 +170,9 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
   let sni: Listening | null = null;
   let admin: AdminServer | null = null;
   if (opts.listen !== false) {
-    if (config.listen.connect) connect = await listenConnect(ctx, config.listen.connect, { connectTimeoutMs: config.limits.connectTimeoutMs });
-    if (config.listen.sni) sni = await listenSni(ctx, config.listen.sni, { connectTimeoutMs: config.limits.connectTimeoutMs, upstreamPort: config.listen.sniUpstreamPort });
+    const listenOpts = { connectTimeoutMs: config.limits.connectTimeoutMs, maxConnections: config.limits.maxConnections, requestTimeoutMs: config.limits.handshakeTimeoutMs };
+    if (config.listen.connect) connect = await listenConnect(ctx, config.listen.connect, listenOpts);
+    if (config.listen.sni) sni = await listenSni(ctx, config.listen.sni, { ...listenOpts, upstreamPort: config.listen.sniUpstreamPort });
     if (config.admin) {
       const { host, port } = parseHostPort(config.admin, 'admin');
       admin = await startAdminServer({ host, port, registry: metrics.registry, ready: readiness });
@@ -153,10 +191,13 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
     admin,
     onDecision: (fn) => listeners.push(fn),
     readiness,
-    close: async () => {
+    close: async (graceMs = 1000) => {
       store?.close();
       await Promise.all([crlWatcher?.stop(), podEvents?.close()]);
-      await Promise.all([connect?.close(1000), sni?.close(1000), admin?.close()]);
+      // Listeners first (open connections get `graceMs`), the admin port last so /metrics and
+      // /healthz answer while connections drain.
+      await Promise.all([connect?.close(graceMs), sni?.close(graceMs)]);
+      await admin?.close();
     },
   };
 }

@@ -22,7 +22,7 @@ export function defaultConfig(): ConfigDefaults {
     revocation: { crlPaths: [], crlSigners: [], clockSkewSeconds: 300, watch: true },
     identities: [],
     workloadCA: [],
-    limits: { maxHandshakeMessageBytes: 262144, handshakeTimeoutMs: 10000, connectTimeoutMs: 5000, maxBufferedBytes: 524288 },
+    limits: { maxHandshakeMessageBytes: 262144, handshakeTimeoutMs: 10000, connectTimeoutMs: 5000, maxBufferedBytes: 524288, maxConnections: 10000, shutdownGraceMs: 10000 },
     defaults: { action: 'intercept', identity: null, revocation: 'hardFail', clientAuth: 'none', leafOnly: false, tls13: 'deny' },
     rules: [],
     log: { level: 'info' },

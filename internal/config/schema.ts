@@ -163,7 +163,7 @@ export const configSchema = {
     limits: {
       type: 'object',
       additionalProperties: false,
-      required: ['maxHandshakeMessageBytes', 'handshakeTimeoutMs', 'connectTimeoutMs', 'maxBufferedBytes'],
+      required: ['maxHandshakeMessageBytes', 'handshakeTimeoutMs', 'connectTimeoutMs', 'maxBufferedBytes', 'maxConnections', 'shutdownGraceMs'],
       properties: {
         // Handshake message lengths are uint24 (RFC 8446 §4); below 4 KiB no real Certificate fits.
         maxHandshakeMessageBytes: { type: 'integer', minimum: 4096, maximum: 16777215 },
@@ -171,6 +171,8 @@ export const configSchema = {
         connectTimeoutMs: { type: 'integer', minimum: 1, maximum: 300_000 },
         // Must hold a server flight up to a Certificate of maxHandshakeMessageBytes (checked in the engine too).
         maxBufferedBytes: { type: 'integer', minimum: 16384, maximum: 67108864 },
+        maxConnections: { type: 'integer', minimum: 1, maximum: 1000000 },
+        shutdownGraceMs: { type: 'integer', minimum: 0, maximum: 3600000 },
       },
     },
     defaults: {

@@ -96,6 +96,10 @@ export interface Config {
     connectTimeoutMs: number;
     /** `inspect`: most bytes held back (server flight before its Certificate is checked, workload bytes before the ServerHello), per connection. */
     maxBufferedBytes: number;
+    /** Most connections open at once per listener; further ones are refused at accept (like HAProxy `maxconn`). */
+    maxConnections: number;
+    /** On SIGTERM/SIGINT: how long open connections may go on after the listeners close, milliseconds. */
+    shutdownGraceMs: number;
   };
   defaults: RuleSettings;
   rules: Rule[];

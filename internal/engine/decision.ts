@@ -15,7 +15,8 @@ export interface Decision {
   time: string;
   connectionId: string;
   source: { address?: string; port?: number; pod?: string; namespace?: string; serviceAccount?: string };
-  destination: { sni?: string; address?: string; port?: number };
+  /** `host`: the name the front door was asked for (HTTP CONNECT authority); `address`: the IP dialled. */
+  destination: { sni?: string; host?: string; address?: string; port?: number };
   action: Action;
   /** Name of the rule that matched, or `default`. */
   rule: string;

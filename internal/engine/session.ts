@@ -112,7 +112,7 @@ export class Session extends EventEmitter implements InterceptHost, InspectHost 
     this.partial = {
       connectionId: init.connectionId,
       source: init.source ?? {},
-      destination: { address: init.destination.address, port: init.destination.port },
+      destination: { host: init.destination.host, address: init.destination.address, port: init.destination.port },
     };
     this.timer = setTimeout(() => this.onHandshakeTimeout(), ctx.limits.handshakeTimeoutMs);
     this.timer.unref?.();
@@ -314,22 +314,30 @@ export class Session extends EventEmitter implements InterceptHost, InspectHost 
     this.partial.action = settings.action;
     this.partial.destination = { ...this.partial.destination, sni: sni ?? undefined };
     this.partial.tls = { alpn: null };
-    const host = sni ?? this.init.destination.host ?? this.init.destination.address;
+    // Dial what the front door was asked for (the CONNECT target, like Squid, Envoy and HAProxy);
+    // only a front door that knows no target (the SNI listener) dials the SNI. The server's
+    // certificate is checked against the SNI when there is one, else the target name.
+    const dial = this.init.destination.host ?? this.init.destination.address ?? sni;
+    const certName = sni ?? this.init.destination.host ?? this.init.destination.address;
 
     if (settings.action === 'deny') {
       this.deny(Reason.policyDeny, `rule ${name} denies this destination`, AlertDescription.access_denied);
       return;
     }
-    if (!host || !port) {
+    if (!dial || !certName) {
       this.deny(Reason.missingSni, 'no SNI and no destination known to the front door', AlertDescription.unrecognized_name);
       return;
     }
+    if (!port) {
+      this.deny(Reason.upstreamConnectFailed, 'no destination port known to the front door', AlertDescription.handshake_failure);
+      return;
+    }
     this.transition('Connecting');
-    this.target = { host, port };
-    const open = this.init.openUpstream ? this.init.openUpstream({ host, port }) : Promise.resolve();
+    this.target = { host: dial, port };
+    const open = this.init.openUpstream ? this.init.openUpstream({ host: dial, port }) : Promise.resolve();
     open.then(
-      () => this.connected(hello, host, settings),
-      (err) => this.deny(Reason.upstreamConnectFailed, `${host}:${port}: ${errorText(err)}`, AlertDescription.handshake_failure),
+      () => this.connected(hello, certName, settings),
+      (err) => this.deny(Reason.upstreamConnectFailed, `${dial}:${port}: ${errorText(err)}`, AlertDescription.handshake_failure),
     );
   }
 

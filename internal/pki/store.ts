@@ -16,12 +16,14 @@
  * - A CRL whose cRLNumber (or thisUpdate) is lower than the highest ever accepted for its scope
  *   is refused as `rollback`. That high-water mark outlives the CRL itself, so deleting a CRL and
  *   putting an older one back is still a rollback.
- * - When a scope's new CRL is refused, the last good CRL stays as long as the file it came from
- *   is still among the loaded paths (whatever that file now holds).
- * - A scope whose file is gone from disk (deleted, or dropped from a ConfigMap) is dropped: its
- *   certificates turn `unknown`. The paths given to `loadPaths`/`watch` are the whole truth.
+ * - When a scope's new CRL is refused, the last good CRL stays.
+ * - A scope whose file is gone from disk (deleted, or dropped from a ConfigMap) keeps its last
+ *   good CRL too, reported under `retained`: a non-atomic update (`rm; curl -o`) or a deleted
+ *   folder must not turn revoked certificates into `unknown` — under softFail that would let
+ *   them through. Restarting the process drops what no file provides any more.
  * - An accepted CRL past nextUpdate + skew is kept: it answers `stale` (revoked entries still
- *   answer `revoked`), and the load report lists it under `stale`.
+ *   answer `revoked`), and the load report lists it under `stale` — unless its scope holds a
+ *   current CRL, which an expired one never replaces (refused as `expired`), whatever its number.
  *
  * Files: each path is a file or a folder; a folder's regular files (symlinks followed; names
  * starting with "." skipped, so a Kubernetes ConfigMap volume's `..data` machinery is not read
@@ -67,6 +69,8 @@ export interface LoadReport {
   refused: Refusal[];
   /** Accepted CRLs already past nextUpdate + skew (they answer `stale`). */
   stale: CrlInfo[];
+  /** CRLs kept although the file they came from is gone (see the file docstring). */
+  retained: CrlInfo[];
 }
 
 export interface WatchOptions {
@@ -198,13 +202,26 @@ export class RevocationStore extends EventEmitter {
         });
         continue;
       }
+      const expired = crlTimeStatus(c.crl, now, this.skewMs) === 'expired';
+      const current = old.byScope.get(scope);
+      if (expired && current && current !== c && crlTimeStatus(current.crl, now, this.skewMs) === 'current') {
+        refused.push({
+          source: c.info.source,
+          code: 'expired',
+          message: `nextUpdate ${c.info.nextUpdate?.toISOString()} has passed; the current CRL ${current.info.source} (cRLNumber ${current.info.cRLNumber ?? 'none'}) stays`,
+        });
+        continue;
+      }
       byScope.set(scope, c);
       accepted.push(c.info);
-      if (crlTimeStatus(c.crl, now, this.skewMs) === 'expired') stale.push(c.info);
+      if (expired) stale.push(c.info);
     }
-    // Keep the last good CRL of every scope without a new accepted one, while its file is there.
+    // Keep the last good CRL of every scope without a new accepted one, even when its file is gone.
+    const retained: CrlInfo[] = [];
     for (const [scope, a] of old.byScope) {
-      if (!byScope.has(scope) && present.has(a.file)) byScope.set(scope, a);
+      if (byScope.has(scope)) continue;
+      byScope.set(scope, a);
+      if (!present.has(a.file)) retained.push(a.info);
     }
     for (const c of byScope.values()) {
       const hw = this.highWater.get(c.slot);
@@ -218,7 +235,7 @@ export class RevocationStore extends EventEmitter {
     }
     this.state = { byIssuer, byScope }; // the atomic swap
 
-    const report: LoadReport = { accepted, refused, stale };
+    const report: LoadReport = { accepted, refused, stale, retained };
     this.emit('reload', report);
     return report;
   }

@@ -7,7 +7,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import type { EngineContext } from '../engine/context';
-import { serveConnection } from './pipe';
+import { registerOwnPort, serveConnection } from './pipe';
 
 export interface Listening {
   /** Bound address, e.g. to learn an ephemeral port. */
@@ -26,9 +26,17 @@ export function parseHostPort(value: string, what: string): { host: string; port
   return { host: (m[1] ?? m[2])!, port };
 }
 
-export async function listenConnect(ctx: EngineContext, bind: string, opts: { connectTimeoutMs: number }): Promise<Listening> {
+export interface ListenOptions {
+  connectTimeoutMs: number;
+  /** Most open connections (`net.Server.maxConnections`); more are closed at accept. */
+  maxConnections: number;
+  /** A CONNECT request must arrive whole within this, milliseconds (slowloris). */
+  requestTimeoutMs: number;
+}
+
+export async function listenConnect(ctx: EngineContext, bind: string, opts: ListenOptions): Promise<Listening> {
   const open = new Set<net.Socket>();
-  const server = http.createServer((req, res) => {
+  const server = http.createServer({ requestTimeout: opts.requestTimeoutMs, headersTimeout: opts.requestTimeoutMs }, (req, res) => {
     res.writeHead(405, { 'content-type': 'text/plain', allow: 'CONNECT' });
     res.end('ca-proxy is an HTTPS proxy: send CONNECT host:port (set HTTPS_PROXY to this address).\n');
   });
@@ -36,6 +44,7 @@ export async function listenConnect(ctx: EngineContext, bind: string, opts: { co
     let target;
     try {
       target = parseHostPort(req.url ?? '', 'CONNECT target');
+      if (target.port === 0) throw new Error('CONNECT target: port 0 is not a destination');
     } catch (err) {
       socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${(err as Error).message}\n`);
       return;
@@ -50,10 +59,10 @@ export async function listenConnect(ctx: EngineContext, bind: string, opts: { co
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
     else socket.destroy();
   });
-  return listen(server, bind, open);
+  return listen(server, bind, open, opts.maxConnections);
 }
 
-export async function listenSni(ctx: EngineContext, bind: string, opts: { connectTimeoutMs: number; upstreamPort: number }): Promise<Listening> {
+export async function listenSni(ctx: EngineContext, bind: string, opts: ListenOptions & { upstreamPort: number }): Promise<Listening> {
   const open = new Set<net.Socket>();
   const server = net.createServer({ allowHalfOpen: true }, (socket) => {
     open.add(socket);
@@ -61,15 +70,18 @@ export async function listenSni(ctx: EngineContext, bind: string, opts: { connec
     serveConnection(ctx, socket, { port: opts.upstreamPort }, { connectTimeoutMs: opts.connectTimeoutMs, onClose: () => open.delete(socket) });
     socket.once('close', () => open.delete(socket));
   });
-  return listen(server, bind, open);
+  return listen(server, bind, open, opts.maxConnections);
 }
 
-function listen(server: net.Server, bind: string, open: Set<net.Socket>): Promise<Listening> {
+function listen(server: net.Server, bind: string, open: Set<net.Socket>, maxConnections: number): Promise<Listening> {
   const { host, port } = parseHostPort(bind, 'listen address');
+  server.maxConnections = maxConnections;
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (err) => reject(new Error(`cannot listen on ${bind}: ${err.message}`)));
     server.listen(port, host, () => {
-      server.off('error', reject);
+      server.removeAllListeners('error');
+      const unregister = registerOwnPort((server.address() as net.AddressInfo).port);
+      server.once('close', unregister);
       resolve({
         address: server.address() as net.AddressInfo,
         connections: () => open.size,

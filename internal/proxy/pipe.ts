@@ -19,6 +19,26 @@ export function dialHost(host: string): string {
   return /(^|\.)localhost\.?$/i.test(host) ? '127.0.0.1' : host;
 }
 
+/** TCP ports this process listens on (both front doors register theirs), for loop detection. */
+const ownPorts = new Set<number>();
+
+export function registerOwnPort(port: number): () => void {
+  ownPorts.add(port);
+  return () => ownPorts.delete(port);
+}
+
+/**
+ * Whether a dialled socket came back to one of this process's listeners: its peer port is one of
+ * ours and its peer address is this host's side of the socket (or loopback). A CONNECT to the
+ * proxy itself, or an SNI listener whose upstream port is its own, would otherwise multiply
+ * connections until descriptors run out.
+ */
+function isOwnListener(sock: net.Socket): boolean {
+  if (!sock.remotePort || !ownPorts.has(sock.remotePort)) return false;
+  const loopback = (a?: string) => !!a && (/^127\./.test(a) || a === '::1' || /^::ffff:127\./.test(a));
+  return sock.remoteAddress === sock.localAddress || loopback(sock.remoteAddress);
+}
+
 export interface Destination {
   /** Host name (CONNECT authority) or undefined when the SNI will tell. */
   host?: string;
@@ -69,6 +89,11 @@ export function serveConnection(
       }, opts.connectTimeoutMs);
       server.once('connect', () => {
         clearTimeout(timer);
+        if (isOwnListener(server)) {
+          server.destroy();
+          reject(new Error(`${target.host}:${target.port} is this proxy's own listener (forwarding loop)`));
+          return;
+        }
         session.partial.destination = { ...session.partial.destination, address: server.remoteAddress, port: server.remotePort };
         sockets.server = server;
         attach(server, 'server');
@@ -116,7 +141,11 @@ export function serveConnection(
   }
 
   function maybeDone(): void {
-    if (workload.destroyed && (!sockets.server || sockets.server.destroyed)) opts.onClose?.();
+    if (workload.destroyed && (!sockets.server || sockets.server.destroyed)) {
+      // Both sockets are gone, however they went: the session ends too (it may not have seen both FINs).
+      session.destroy('connections closed');
+      opts.onClose?.();
+    }
   }
 
   session.on('output', (to: Peer) => flush(to));

@@ -38,7 +38,7 @@ describe('parseConfig: valid configurations', () => {
     assert.equal(c.admin, '127.0.0.1:9090');
     assert.deepEqual(c.leaf, { validityHours: 24, cacheSize: 1000 });
     assert.deepEqual(c.revocation, { crlPaths: [], crlSigners: [], clockSkewSeconds: 300, watch: true });
-    assert.deepEqual(c.limits, { maxHandshakeMessageBytes: 262144, handshakeTimeoutMs: 10000, connectTimeoutMs: 5000, maxBufferedBytes: 524288 });
+    assert.deepEqual(c.limits, { maxHandshakeMessageBytes: 262144, handshakeTimeoutMs: 10000, connectTimeoutMs: 5000, maxBufferedBytes: 524288, maxConnections: 10000, shutdownGraceMs: 10000 });
     assert.deepEqual(c.defaults, { action: 'intercept', identity: null, revocation: 'hardFail', clientAuth: 'none', leafOnly: false, tls13: 'deny' });
     assert.deepEqual(c.rules, []);
     assert.equal(c.log.level, 'info');

@@ -157,7 +157,7 @@ describe('RevocationStore', () => {
     assert.ok(s3.status === 'stale' && s3.crl.cRLNumber === '40', JSON.stringify(s3));
   });
 
-  test('a deleted CRL file drops its issuer; a missing path is reported', async () => {
+  test('a deleted CRL file keeps its last good CRL (reported as retained); a missing path is reported', async () => {
     const d = fresh();
     fs.copyFileSync(pki.crl('intermediate', { crlNumber: 50 }), path.join(d, 'i.crl'));
     fs.copyFileSync(pki.crl('root', { crlNumber: 50 }), path.join(d, 'r.crl'));
@@ -167,11 +167,28 @@ describe('RevocationStore', () => {
     fs.rmSync(path.join(d, 'i.crl'));
     const rep = await store.loadPaths([d]);
     assert.equal(rep.accepted.length, 1);
-    assert.equal(store.check(good, interCa).status, 'unknown');
+    assert.deepEqual(rep.retained.map((r) => r.source), [path.join(d, 'i.crl')]);
+    assert.equal(store.check(good, interCa).status, 'good', 'the deleted file did not turn its certificates unknown');
+    assert.equal(store.check(revoked, interCa).status, 'revoked');
     assert.equal(store.check(inter, root).status, 'revoked');
     const rep2 = await store.loadPaths([path.join(d, 'nope')]);
     assert.equal(rep2.refused[0]?.source, path.join(d, 'nope'));
-    assert.equal(store.ready, false);
+    assert.equal(store.snapshot().length, 2, 'a folder gone altogether keeps every last good CRL');
+    assert.equal(store.ready, true);
+  });
+
+  test('an expired CRL never replaces a current one, whatever its cRLNumber', async () => {
+    const d = fresh();
+    fs.copyFileSync(pki.crl('intermediate', { crlNumber: 70 }), path.join(d, 'i.crl'));
+    const store = newStore();
+    await store.loadPaths([d]);
+    const now = Date.now();
+    const expired = pki.crl('intermediate', { crlNumber: 71, thisUpdate: new Date(now - 3 * 86400_000), nextUpdate: new Date(now - 86400_000) });
+    fs.copyFileSync(expired, path.join(d, 'i.crl'));
+    const rep = await store.loadPaths([d]);
+    assert.equal(rep.refused[0]?.code, 'expired');
+    assert.equal(store.snapshot()[0]?.cRLNumber, '70');
+    assert.equal(store.check(good, interCa).status, 'good');
   });
 
   test('large files go through the worker with the same results', async () => {
