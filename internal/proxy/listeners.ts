@@ -36,7 +36,9 @@ export interface ListenOptions {
 
 export async function listenConnect(ctx: EngineContext, bind: string, opts: ListenOptions): Promise<Listening> {
   const open = new Set<net.Socket>();
-  const server = http.createServer({ requestTimeout: opts.requestTimeoutMs, headersTimeout: opts.requestTimeoutMs }, (req, res) => {
+  // Node checks these timeouts every connectionsCheckingInterval (30 s by default): check often
+  // enough that a silent client is closed near requestTimeoutMs, not half a minute later.
+  const server = http.createServer({ requestTimeout: opts.requestTimeoutMs, headersTimeout: opts.requestTimeoutMs, connectionsCheckingInterval: Math.min(1000, opts.requestTimeoutMs) }, (req, res) => {
     res.writeHead(405, { 'content-type': 'text/plain', allow: 'CONNECT' });
     res.end('ca-proxy is an HTTPS proxy: send CONNECT host:port (set HTTPS_PROXY to this address).\n');
   });

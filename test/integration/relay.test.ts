@@ -114,3 +114,13 @@ for (const host of ['localhost', 'passthrough.localhost']) {
     assert.equal((await p.nextDecision()).outcome, 'allow');
   });
 }
+
+test('after the relayed connections closed, ca_proxy_active_connections is back to 0', async () => {
+  let text = '';
+  for (let i = 0; i < 40; i++) {
+    text = await (await fetch(`${p.adminUrl}/metrics`)).text();
+    if (/^ca_proxy_active_connections 0$/m.test(text)) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.match(text, /^ca_proxy_active_connections 0$/m);
+});
