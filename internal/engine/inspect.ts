@@ -36,6 +36,7 @@ import { versionName, type ClientHello, type ServerHello } from '../tls/handshak
 import type { RuleSettings } from '../config/types';
 import type { EngineContext } from './context';
 import { chainDecisionFields, type Decision } from './decision';
+import { chainVerdict, type FlowHost } from './flow';
 import { Reason, type ReasonCode } from './reasons';
 import { HandshakeObserver, type ObservedEvent } from './server-flight';
 import { alertFor } from './alerts';
@@ -43,14 +44,7 @@ import { cipherSuiteName } from './cipher-suites';
 import type { Peer } from './session';
 
 /** What the Session offers to the inspect flow. */
-export interface InspectHost {
-  readonly partial: Partial<Decision>;
-  readonly decision: Decision | null;
-  send(to: Peer, data: Buffer): void;
-  endTo(to: Peer): void;
-  decide(fields: Pick<Decision, 'outcome' | 'reason'> & Partial<Decision>): void;
-  /** An alert to the workload (when not null), the decision, and a graceful close of both sides. */
-  deny(reason: ReasonCode, detail: string, alert: number | null, extra?: Partial<Decision>): void;
+export interface InspectHost extends FlowHost {
   /** The handshake is decided (allowed): relay the rest unchanged, without parsing. */
   relay(): void;
   /** TLS 1.3 with `tls13: intercept`: drop this upstream connection and intercept `workloadBytes` (everything the workload sent) over a new one. */
@@ -59,8 +53,6 @@ export interface InspectHost {
 
 export type InspectState = 'AwaitServerHello' | 'AwaitCertificate' | 'Following' | 'Done';
 
-/** Revocation outcomes a `softFail` rule lets through. */
-const SOFT_REASONS: ReadonlySet<ReasonCode> = new Set([Reason.revocationUnknown, Reason.revocationStale]);
 
 /** A FIFO of byte chunks that can give back a prefix of its bytes. */
 class HeldBytes {
@@ -344,7 +336,7 @@ export class Inspect {
       leafOnly: this.settings.leafOnly,
     });
     const c = this.chain;
-    const verdict = c.ok || (this.settings.revocation === 'softFail' && SOFT_REASONS.has(c.reason)) ? null : c.reason;
+    const verdict = chainVerdict(c, this.settings);
     if (verdict) {
       this.denyBoth(verdict, c.detail ?? verdict, alertFor(verdict));
       return false;

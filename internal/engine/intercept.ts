@@ -25,6 +25,7 @@ import type { ClientHello } from '../tls/handshake';
 import type { RuleSettings } from '../config/types';
 import type { EngineContext, IdentityRef } from './context';
 import { chainDecisionFields, type Decision } from './decision';
+import { chainVerdict as verdictFor, type FlowHost } from './flow';
 import { Reason, type ReasonCode } from './reasons';
 import { ServerFlightWatcher, type FlightEvent } from './server-flight';
 import { Wire } from './wire';
@@ -32,19 +33,11 @@ import { alertFor } from './alerts';
 import type { Peer } from './session';
 
 /** What the Session offers to the intercept flow. */
-export interface InterceptHost {
-  readonly partial: Partial<Decision>;
-  readonly decision: Decision | null;
-  send(to: Peer, data: Buffer): void;
-  endTo(to: Peer): void;
-  decide(fields: Pick<Decision, 'outcome' | 'reason'> & Partial<Decision>): void;
-  deny(reason: ReasonCode, detail: string, alert: number | null, extra?: Partial<Decision>): void;
+export interface InterceptHost extends FlowHost {
   fail(reason: ReasonCode, detail: string): void;
   finished(): void;
 }
 
-/** Revocation outcomes a `softFail` rule lets through. */
-const SOFT_REASONS: ReadonlySet<ReasonCode> = new Set([Reason.revocationUnknown, Reason.revocationStale]);
 
 export class Intercept {
   downstreamStarted = false;
@@ -316,10 +309,7 @@ export class Intercept {
 
   /** The reason to deny for the checked chain, or null to go on (softFail lets unknown/stale through). */
   private chainVerdict(): ReasonCode | null {
-    const c = this.chain!;
-    if (c.ok) return null;
-    if (this.settings.revocation === 'softFail' && SOFT_REASONS.has(c.reason)) return null;
-    return c.reason;
+    return verdictFor(this.chain!, this.settings);
   }
 
   private noIdentityDetail(): string {

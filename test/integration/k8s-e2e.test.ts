@@ -24,7 +24,7 @@ import type { PublisherConfig } from '../../internal/config/types';
 import { ANN } from '../../internal/k8s/crl-configmap';
 import { makeWorld, worldConfig, startProxy, curlVia, type World, type RunningProxy } from '../support/world';
 import { startSServer, type SServer } from '../support/s-server';
-import { startFakeKubeApiServer, type FakeKubeApiServer } from '../support/kube-apiserver';
+import { startFakeKubeApiServer, type FakeKubeApiServer, writeKubeconfig } from '../support/kube-apiserver';
 import { startCrlCa, type CrlCa } from '../support/crl-ca';
 
 const NS = 'ca-proxy';
@@ -55,18 +55,7 @@ before(async () => {
   serve('root', path.join(w.crlDir, 'root.crl'));
   serve('intermediate', path.join(w.crlDir, 'intermediate.crl'));
   good = await startSServer({ cert: w.good.certPath, key: w.good.keyPath, chain: w.chainPath, clientCA: w.pki.cas.get('client-ca')!.certPath, version: 'tls1_2' });
-  const kubeconfig = path.join(w.dir, 'kubeconfig');
-  fs.writeFileSync(
-    kubeconfig,
-    JSON.stringify({
-      apiVersion: 'v1',
-      kind: 'Config',
-      clusters: [{ name: 'fake', cluster: { server: api.url, 'insecure-skip-tls-verify': true } }],
-      users: [{ name: 'u', user: {} }],
-      contexts: [{ name: 'c', context: { cluster: 'fake', user: 'u', namespace: NS } }],
-      'current-context': 'c',
-    }),
-  );
+  const kubeconfig = writeKubeconfig(path.join(w.dir, 'kubeconfig'), api.url, NS);
   // The processor: CRLs only from the ConfigMaps.
   const cfg = worldConfig(w);
   cfg.revocation.crlPaths = [];

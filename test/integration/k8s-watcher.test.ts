@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { makeWorld, worldConfig, startProxy, curlVia, type World, type RunningProxy } from '../support/world';
 import { startSServer, type SServer } from '../support/s-server';
-import { startFakeKubeApiServer, type FakeKubeApiServer } from '../support/kube-apiserver';
+import { startFakeKubeApiServer, type FakeKubeApiServer, writeKubeconfig } from '../support/kube-apiserver';
 import { publish } from '../unit/k8s/publish-helper';
 
 const NS = 'ca-proxy';
@@ -32,15 +32,7 @@ before(async () => {
   w = makeWorld();
   api = await startFakeKubeApiServer();
   good = await startSServer({ cert: w.good.certPath, key: w.good.keyPath, chain: w.chainPath, clientCA: w.pki.cas.get('client-ca')!.certPath, version: 'tls1_2' });
-  const kubeconfig = path.join(w.dir, 'kubeconfig');
-  // JSON is YAML: the client reads it as any kubeconfig file.
-  fs.writeFileSync(kubeconfig, JSON.stringify({
-    apiVersion: 'v1', kind: 'Config',
-    clusters: [{ name: 'fake', cluster: { server: api.url, 'insecure-skip-tls-verify': true } }],
-    users: [{ name: 'u', user: {} }],
-    contexts: [{ name: 'c', context: { cluster: 'fake', user: 'u', namespace: NS } }],
-    'current-context': 'c',
-  }));
+  const kubeconfig = writeKubeconfig(path.join(w.dir, 'kubeconfig'), api.url, NS);
   const cfg = worldConfig(w);
   cfg.revocation.crlPaths = [];
   cfg.revocation.kubernetes = { namespace: NS, kubeconfig };

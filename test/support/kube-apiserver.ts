@@ -40,6 +40,7 @@
  * `continue`), `sendInitialEvents`, `resourceVersionMatch`, protobuf, graceful deletion, finalizers,
  * field validation beyond the above.
  */
+import fs from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
@@ -775,4 +776,23 @@ function jsonPatchOp(doc: unknown, op: { op: string; path: string; value?: unkno
     default:
       return `unsupported json patch op ${op.op}`;
   }
+}
+
+/**
+ * Writes a kubeconfig file (JSON, which is YAML) pointing at `server` with `namespace` as the
+ * context's default, for controllers that take a kubeconfig path. Returns the path.
+ */
+export function writeKubeconfig(file: string, server: string, namespace: string): string {
+  fs.writeFileSync(
+    file,
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'fake', cluster: { server, 'insecure-skip-tls-verify': true } }],
+      users: [{ name: 'u', user: {} }],
+      contexts: [{ name: 'c', context: { cluster: 'fake', user: 'u', namespace } }],
+      'current-context': 'c',
+    }),
+  );
+  return file;
 }

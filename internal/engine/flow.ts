@@ -1,0 +1,30 @@
+/**
+ * What intercept and inspect share: the part of the Session they drive (FlowHost), and the
+ * policy verdict on a checked server chain.
+ */
+import type { RuleSettings } from '../config/types';
+import type { ChainResult } from '../pki/chain';
+import type { Decision } from './decision';
+import { Reason, type ReasonCode } from './reasons';
+import type { Peer } from './session';
+
+/** What the Session offers to a flow (intercept.ts, inspect.ts). */
+export interface FlowHost {
+  readonly partial: Partial<Decision>;
+  readonly decision: Decision | null;
+  send(to: Peer, data: Buffer): void;
+  endTo(to: Peer): void;
+  decide(fields: Pick<Decision, 'outcome' | 'reason'> & Partial<Decision>): void;
+  /** An alert to the workload (when not null), the decision, and a graceful close of both sides. */
+  deny(reason: ReasonCode, detail: string, alert: number | null, extra?: Partial<Decision>): void;
+}
+
+/** Revocation outcomes a `softFail` rule lets through. */
+const SOFT_REASONS: ReadonlySet<ReasonCode> = new Set([Reason.revocationUnknown, Reason.revocationStale]);
+
+/** The reason to deny for a checked chain under the rule, or null to go on. */
+export function chainVerdict(chain: ChainResult, settings: Pick<RuleSettings, 'revocation'>): ReasonCode | null {
+  if (chain.ok) return null;
+  if (settings.revocation === 'softFail' && SOFT_REASONS.has(chain.reason)) return null;
+  return chain.reason;
+}
