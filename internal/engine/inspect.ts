@@ -41,7 +41,6 @@ import { Reason, type ReasonCode } from './reasons';
 import { HandshakeObserver, type ObservedEvent } from './server-flight';
 import { alertFor } from './alerts';
 import { cipherSuiteName } from './cipher-suites';
-import type { Peer } from './session';
 
 /** What the Session offers to the inspect flow. */
 export interface InspectHost extends FlowHost {

@@ -410,7 +410,6 @@ export class Publisher {
         this.o.log?.warn({ source: s.url, set: s.set }, 'lost the Lease while writing; the next leader rewrites the set');
         return 0;
       }
-      const name = cm.metadata!.name!;
       if (!(await this.put(s, cm as V1ConfigMap, v.meta))) return 0;
     }
     const keep = new Set(enc.configMaps.map((c) => c.metadata!.name!));

@@ -115,7 +115,6 @@ class Context {
   /** CRLs whose signer is being validated, with whether that signer's key verified them. */
   private readonly signerBusy = new Map<CrlRecord, boolean>();
   private readonly pathBusy = new Set<CertInfo>();
-  private depth = 0;
 
   constructor(
     private readonly anchor: CertInfo,
