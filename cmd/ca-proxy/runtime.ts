@@ -19,6 +19,7 @@ import { RevocationStore, type LoadReport } from '../../internal/pki/store';
 import { createMetrics, observeCrls, observeReload, type Metrics } from '../../internal/metrics/registry';
 import { startAdminServer, type AdminServer } from '../../internal/metrics/admin';
 import { listenConnect, listenSni, parseHostPort, type Listening } from '../../internal/proxy/listeners';
+import { registerOwnPort } from '../../internal/proxy/pipe';
 import { startCrlWatcherFromConfig, type CrlWatcher } from '../../internal/k8s/watcher';
 import { podEventsFromConfig } from '../../internal/k8s/events';
 
@@ -115,6 +116,9 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
   if (new Date(interceptionCA.validTo).getTime() <= Date.now()) {
     throw new Error(`interceptionCA.cert: the interception CA expired at ${new Date(interceptionCA.validTo).toISOString()}; workloads would reject every minted leaf`);
   }
+  if (new Date(interceptionCA.validFrom).getTime() > Date.now() + 5 * 60_000) {
+    throw new Error(`interceptionCA.cert: the interception CA is not valid before ${new Date(interceptionCA.validFrom).toISOString()}; workloads would reject every minted leaf`);
+  }
   const minter = new LeafMinter({
     caCertPem: interceptionCertPem,
     caKeyPem: readFor('interceptionCA.key', config.interceptionCA.key),
@@ -168,6 +172,7 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
 
   let connect: Listening | null = null;
   let sni: Listening | null = null;
+  let unregisterAdmin = (): void => undefined;
   let admin: AdminServer | null = null;
   if (opts.listen !== false) {
     const listenOpts = { connectTimeoutMs: config.limits.connectTimeoutMs, maxConnections: config.limits.maxConnections, requestTimeoutMs: config.limits.handshakeTimeoutMs };
@@ -176,6 +181,7 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
     if (config.admin) {
       const { host, port } = parseHostPort(config.admin, 'admin');
       admin = await startAdminServer({ host, port, registry: metrics.registry, ready: readiness });
+      unregisterAdmin = registerOwnPort(admin.address.port); // a CONNECT to the admin port is a loop too
     }
   }
 
@@ -198,6 +204,7 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
       // /healthz answer while connections drain.
       await Promise.all([connect?.close(graceMs), sni?.close(graceMs)]);
       await admin?.close();
+      unregisterAdmin();
     },
   };
 }

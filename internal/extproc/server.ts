@@ -7,6 +7,7 @@
  * lets open streams finish until a deadline, then cancels what is left.
  */
 import fs from 'node:fs';
+import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import type { EngineContext } from '../engine/context';
 import { loadProtos, EXTPROC_SERVICE } from './protos';
@@ -111,14 +112,18 @@ export async function startExtProcServer(ctx: EngineContext, opts: ExtProcServer
       )
     : grpc.ServerCredentials.createInsecure();
 
-  if (opts.listen.startsWith('unix:')) {
-    const p = opts.listen.slice('unix:'.length).replace(/^\/\/(?=\/)/, '');
-    // A socket file left by a killed process would make the bind fail.
-    if (fs.existsSync(p) && fs.statSync(p).isSocket()) fs.unlinkSync(p);
+  const socketPath = opts.listen.startsWith('unix:') ? opts.listen.slice('unix:'.length).replace(/^\/\/(?=\/)/, '') : null;
+  if (socketPath && fs.existsSync(socketPath) && fs.statSync(socketPath).isSocket()) {
+    // A socket file left by a killed process would make the bind fail; one a live process
+    // answers on must not be taken over (that process would be cut off from Envoy).
+    if (await socketAnswers(socketPath)) throw new Error(`extproc listen ${opts.listen}: in use by another process`);
+    fs.unlinkSync(socketPath);
   }
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(opts.listen, credentials, (err, p) => (err ? reject(new Error(`extproc listen ${opts.listen}: ${err.message}`)) : resolve(p))),
   );
+  // Envoy usually runs as another user: the folder (a pod-private emptyDir) guards the socket.
+  if (socketPath) fs.chmodSync(socketPath, 0o666);
   const isUnix = opts.listen.startsWith('unix:');
   const address = isUnix ? opts.listen : opts.listen.replace(/:\d+$/, `:${port}`);
 
@@ -155,4 +160,16 @@ function definedOnly(o: Partial<StreamOptions>): Partial<StreamOptions> {
   }
   if (o.onStreamError) out.onStreamError = o.onStreamError;
   return out as Partial<StreamOptions>;
+}
+
+/** Whether something accepts connections on the Unix socket at `p`. */
+function socketAnswers(p: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = net.connect(p);
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
 }

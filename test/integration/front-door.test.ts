@@ -55,6 +55,13 @@ test('a CONNECT to the proxy itself is refused as a forwarding loop', async () =
   assert.ok(p.rt.connect!.connections() <= before + 1, 'no cascade of connections');
 });
 
+test('a CONNECT to the admin port is refused as a loop too', async () => {
+  const adminPort = Number(new URL(p.adminUrl).port);
+  await rawConnect(`127.0.0.1:${adminPort}`, 'localhost');
+  const d = await nextMatching((x) => x.destination.port === adminPort);
+  assert.match(d.detail ?? '', /forwarding loop/);
+});
+
 test('CONNECT to port 0 gets 400', async () => {
   const out = await rawBytes(Buffer.from('CONNECT 127.0.0.1:0 HTTP/1.1\r\n\r\n'));
   assert.match(out.toString(), /^HTTP\/1\.1 400/);
@@ -78,6 +85,9 @@ test('start-up refuses an expired interception CA, naming the field', async () =
   fs.writeFileSync(key, kp.privateKey.export({ type: 'pkcs8', format: 'pem' }));
   const cfg = { ...worldConfig(w), interceptionCA: { cert: crt, key } };
   await assert.rejects(createRuntime(cfg, { listen: false, logger: createLogger('silent') }), /interceptionCA\.cert: the interception CA expired at 2021-01-01/);
+  const future = cert({ issuer: subject, subject, key: kp, signer: kp, ca: true, notBefore: new Date('2040-01-01T00:00:00Z'), notAfter: new Date('2041-01-01T00:00:00Z') });
+  fs.writeFileSync(crt, toPem(future, 'CERTIFICATE'));
+  await assert.rejects(createRuntime(cfg, { listen: false, logger: createLogger('silent') }), /interceptionCA\.cert: the interception CA is not valid before 2040-01-01/);
   const missing = { ...worldConfig(w), interceptionCA: { cert: path.join(dir, 'nope.crt'), key } };
   await assert.rejects(createRuntime(missing, { listen: false, logger: createLogger('silent') }), /interceptionCA\.cert: .*nope\.crt does not exist/);
 });
