@@ -25,6 +25,7 @@ interface Shown {
 
 /** The DER CRLs in a file: every `X509 CRL` PEM block, or the whole file as DER. */
 export function crlDersOf(file: string): Buffer[] {
+  if (fs.statSync(file).isDirectory()) throw new Error(`${file} is a directory; give a CRL file (PEM or DER)`);
   const bytes = fs.readFileSync(file);
   const text = bytes.toString('latin1');
   if (text.includes('-----BEGIN')) {

@@ -69,6 +69,9 @@ export function loadPublisherConfig(file: string): { config: Config; publisher: 
   if (publisher.sources.urls.length === 0 && publisher.sources.caFiles.length === 0) {
     problems.push({ path: 'publisher.sources', message: 'needs at least one of urls, caFiles' });
   }
+  if (config.trust.caFiles.length === 0 && config.revocation.crlSigners.length === 0 && publisher.sources.caFiles.length === 0 && !config.trust.systemRoots) {
+    problems.push({ path: 'trust.caFiles', message: 'no CRL signer: set trust.caFiles, revocation.crlSigners or publisher.sources.caFiles, or no fetched CRL could ever be verified' });
+  }
   if (problems.length > 0) throw new ConfigError(file, problems);
   return { config, publisher };
 }
@@ -101,7 +104,7 @@ export async function startPublisher(
   const urls = [...new Set([...p.sources.urls, ...dpUrls])];
   if (urls.length === 0) throw new Error('publisher: no CRL source (publisher.sources.urls is empty and the caFiles name no http/https distribution point)');
 
-  const kubeConfig = opts.kubeConfig ?? loadKubeConfig(p.kubeconfig);
+  const kubeConfig = opts.kubeConfig ?? loadKubeConfig(p.kubeconfig, 'publisher.kubeconfig');
   const namespace = p.namespace ?? inClusterNamespace() ?? 'default';
   const identity = opts.identity ?? `${os.hostname()}_${crypto.randomBytes(4).toString('hex')}`;
   const elector = new LeaderElector({

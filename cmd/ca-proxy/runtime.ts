@@ -119,13 +119,19 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
   if (new Date(interceptionCA.validFrom).getTime() > Date.now() + 5 * 60_000) {
     throw new Error(`interceptionCA.cert: the interception CA is not valid before ${new Date(interceptionCA.validFrom).toISOString()}; workloads would reject every minted leaf`);
   }
-  const minter = new LeafMinter({
-    caCertPem: interceptionCertPem,
-    caKeyPem: readFor('interceptionCA.key', config.interceptionCA.key),
-    validityHours: config.leaf.validityHours,
-    cacheSize: config.leaf.cacheSize,
-    secureContext: false,
-  });
+  const interceptionKeyPem = readFor('interceptionCA.key', config.interceptionCA.key);
+  let minter: LeafMinter;
+  try {
+    minter = new LeafMinter({
+      caCertPem: interceptionCertPem,
+      caKeyPem: interceptionKeyPem,
+      validityHours: config.leaf.validityHours,
+      cacheSize: config.leaf.cacheSize,
+      secureContext: false,
+    });
+  } catch (err) {
+    throw new Error(`interceptionCA (${config.interceptionCA.cert}, ${config.interceptionCA.key}): ${(err as Error).message}`);
+  }
   const workloadCA = config.workloadCA.map((f, i) => readFor(`workloadCA[${i}]`, f));
   // One SecureContext per minted leaf and version cap, holding the workload CAs for clientAuth.
   const contexts = new WeakMap<MintedLeaf, Map<string, tls.SecureContext>>();

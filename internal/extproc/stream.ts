@@ -118,7 +118,7 @@ export class ProcessStream {
       void this.pump();
     });
     call.on('error', () => this.finish('ext_proc stream failed'));
-    call.on('cancelled', () => this.finish('ext_proc stream cancelled by Envoy'));
+    call.on('cancelled', () => this.finish('ext_proc stream cancelled (by Envoy, or at the shutdown deadline)'));
     call.on('close', () => {
       this.finish('ext_proc stream closed');
       onDone?.();

@@ -230,7 +230,7 @@ export function podEventsFromConfig(
 ): PodEventReporter | null {
   if (!cfg?.enabled) return null;
   return new PodEventReporter({
-    kubeConfig: loadKubeConfig(cfg.kubeconfig ?? fallbackKubeconfig),
+    kubeConfig: loadKubeConfig(cfg.kubeconfig ?? fallbackKubeconfig, 'events.kubeconfig'),
     ratePerMinute: cfg.ratePerMinute,
     defaultNamespace: cfg.namespace ?? null,
     logger,

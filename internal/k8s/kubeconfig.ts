@@ -14,7 +14,10 @@ export const SERVICE_ACCOUNT_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/se
  * @throws Error when `path` is given but cannot be read, or in-cluster is asked for outside a pod
  *   (no KUBERNETES_SERVICE_HOST).
  */
-export function loadKubeConfig(path: string | null): KubeConfig {
+/**
+ * @param field the config field that names the kubeconfig, for the error when there is none
+ */
+export function loadKubeConfig(path: string | null, field = 'revocation.kubernetes.kubeconfig'): KubeConfig {
   const kc = new KubeConfig();
   if (path !== null) {
     if (!fs.existsSync(path)) throw new Error(`kubeconfig ${path}: no such file`);
@@ -23,7 +26,7 @@ export function loadKubeConfig(path: string | null): KubeConfig {
     return kc;
   }
   if (!process.env.KUBERNETES_SERVICE_HOST) {
-    throw new Error('in-cluster Kubernetes configuration needs KUBERNETES_SERVICE_HOST (not running in a pod?); set revocation.kubernetes.kubeconfig');
+    throw new Error(`in-cluster Kubernetes configuration needs KUBERNETES_SERVICE_HOST (not running in a pod?); set ${field}`);
   }
   kc.loadFromCluster();
   return kc;

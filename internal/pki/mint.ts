@@ -210,7 +210,7 @@ export class LeafMinter {
       throw new MintError('bad_ca', `cannot read the interception CA private key: ${(e as Error).message}`);
     }
     if (!nodeCert.checkPrivateKey(keyObject)) {
-      throw new MintError('bad_ca', `the interception CA private key does not match certificate ${nodeCert.subject}`);
+      throw new MintError('bad_ca', `the interception CA private key does not match certificate ${nodeCert.subject.replace(/\n/g, ', ')}`);
     }
     const chainPem = caDers.map((d) => toPem(d, 'CERTIFICATE')).join('');
     this.ca = this.loadCa(caDers[0]!, nodeCert, opts.caKeyPem, opts.caKeyPassphrase, chainPem);

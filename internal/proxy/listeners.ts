@@ -57,8 +57,9 @@ export async function listenConnect(ctx: EngineContext, bind: string, opts: List
     serveConnection(ctx, socket, target, { connectTimeoutMs: opts.connectTimeoutMs, head, onClose: () => open.delete(socket) });
     socket.once('close', () => open.delete(socket));
   });
-  server.on('clientError', (_err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+    if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\n\r\n`);
     else socket.destroy();
   });
   return listen(server, bind, open, opts.maxConnections);

@@ -81,8 +81,15 @@ export function serveConnection(
 
   function openServer(target: { host: string; port: number }): Promise<void> {
     return new Promise<void>((resolve, reject) => {
+      // The obvious loop (a loopback name and one of our ports) is refused before dialling, so no
+      // connection to ourselves is even opened; isOwnListener below catches the rest.
+      const host = dialHost(target.host);
+      if (ownPorts.has(target.port) && (/^127\./.test(host) || host === '::1')) {
+        reject(new Error(`${target.host}:${target.port} is this proxy's own listener (forwarding loop)`));
+        return;
+      }
       // allowHalfOpen: a server's FIN ends only its direction; its last bytes still reach the workload.
-      const server = net.connect({ host: dialHost(target.host), port: target.port, allowHalfOpen: true });
+      const server = net.connect({ host, port: target.port, allowHalfOpen: true });
       const timer = setTimeout(() => {
         server.destroy();
         reject(new Error(`connect timed out after ${opts.connectTimeoutMs} ms`));

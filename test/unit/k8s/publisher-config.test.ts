@@ -44,7 +44,10 @@ test('bad values are reported with their path, like every config error', () => {
     }
     assert.fail('no ConfigError');
   };
-  assert.deepEqual(problems('publisher:\n  sources: {urls: [], caFiles: []}\n'), ['publisher.sources: needs at least one of urls, caFiles']);
+  assert.deepEqual(problems('trust: {caFiles: [ca.pem]}\npublisher:\n  sources: {urls: [], caFiles: []}\n'), ['publisher.sources: needs at least one of urls, caFiles']);
+  assert.deepEqual(problems('publisher:\n  sources: {urls: ["http://ca.test/a.crl"]}\n'), [
+    'trust.caFiles: no CRL signer: set trust.caFiles, revocation.crlSigners or publisher.sources.caFiles, or no fetched CRL could ever be verified',
+  ]);
   assert.match(problems('publisher:\n  sources: {urls: ["ftp://x/y.crl"]}\n').join('\n'), /publisher\.sources\.urls\[0\]: must be an http:\/\/ or https:\/\/ URL/);
   assert.match(problems('publisher:\n  sources: {urls: ["http://x/"]}\n  configMapName: Bad_Name\n').join('\n'), /publisher\.configMapName: must be a DNS label/);
   assert.match(problems('publisher:\n  sources: {urls: ["http://x/"]}\n  lease: {durationSeconds: 5, renewSeconds: 5}\n').join('\n'), /publisher\.lease\.renewSeconds: must be below durationSeconds/);
