@@ -26,6 +26,7 @@ import { makeWorld, worldConfig, startProxy, curlVia, type World, type RunningPr
 import { startSServer, type SServer } from '../support/s-server';
 import { startFakeKubeApiServer, type FakeKubeApiServer, writeKubeconfig } from '../support/kube-apiserver';
 import { startCrlCa, type CrlCa } from '../support/crl-ca';
+import { until } from '../support/until';
 
 const NS = 'ca-proxy';
 let w: World;
@@ -37,13 +38,6 @@ const pubs: RunningPublisher[] = [];
 /** Every `published-by` the API server stored on a CRL ConfigMap, in order. */
 const writers: string[] = [];
 
-async function until(cond: () => boolean, what: string, ms = 10_000, stepMs = 5): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(stepMs);
-  }
-}
 
 const crlNumberOf = (issuerCn: string) => p.rt.store!.snapshot().find((c) => c.issuer.includes(`CN=${issuerCn}`))?.cRLNumber ?? null;
 const serve = (name: string, file: string) => ca.route(`/${name}.crl`, { crl: fs.readFileSync(file) });

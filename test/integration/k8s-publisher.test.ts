@@ -29,6 +29,7 @@ import { closeCrlWorker } from '../../internal/pki/crl-worker';
 import { ensureBenchCrl } from '../../bench/gen-crl';
 import { startFakeKubeApiServer, type FakeKubeApiServer } from '../support/kube-apiserver';
 import { startCrlCa, type CrlCa } from '../support/crl-ca';
+import { until } from '../support/until';
 
 const NS = 'crl-system';
 const quiet = pino({ level: 'silent' });
@@ -67,13 +68,6 @@ function setOf(url: string, base: string): CrlConfigMap[] {
   return api.listObjects('configmaps', NS).filter((o) => o.metadata.labels?.[LABEL_SET] === set) as CrlConfigMap[];
 }
 
-async function until(cond: () => boolean | Promise<boolean>, ms = 10_000, what = 'condition'): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`${what} not reached within ${ms} ms`);
-    await sleep(20);
-  }
-}
 
 async function scrape(run: RunningPublisher): Promise<string> {
   return run.metrics.registry.metrics();
@@ -108,12 +102,12 @@ describe('publisher: publish, refuse, keep', () => {
     );
     ca.route('/main.crl', { crl: ca.crl({ crlNumber: 10, revoked: [Buffer.from([0x10, 0x01])] }) });
     run = await startPublisher(config, publisher, { kubeConfig: kubeConfig(), identity: 'solo', logger: quiet, admin: '127.0.0.1:0', retryBaseDelayMs: 5 });
-    await until(() => run.elector.isLeader(), 5000, 'leadership');
+    await until(() => run.elector.isLeader(), 'leadership', 5000);
   });
   after(() => run.close());
 
   test('publishes the CA\'s CRL, then a newer one, with every annotation of the format', async () => {
-    await until(() => setOf(url, 'crl-main').length === 1, 5000, 'first publish');
+    await until(() => setOf(url, 'crl-main').length === 1, 'first publish', 5000);
     let cms = setOf(url, 'crl-main');
     let out = await decodeCrlSet(cms);
     assert.equal(out.meta.crlNumber, '10');
@@ -292,7 +286,7 @@ test('a 2,000,000-entry CRL is gzipped and split across ConfigMaps the API serve
   const run = await startPublisher(config, publisher, { kubeConfig: kubeConfig(), identity: 'huge', logger: quiet, admin: null });
   try {
     const t0 = Date.now();
-    await until(() => run.publisher.status()[0]!.lastResult !== null, 120_000, 'the first round');
+    await until(() => run.publisher.status()[0]!.lastResult !== null, 'the first round', 120_000);
     const ms = Date.now() - t0;
     assert.equal(run.publisher.status()[0]!.lastResult, 'published', run.publisher.status()[0]!.lastError ?? '');
     const cms = setOf(url, 'crl-huge');
@@ -358,7 +352,7 @@ test('two publishers with one Lease never both write; the survivor takes over af
   const issuer = setInterval(() => ca.route('/shared.crl', { crl: ca.crl({ crlNumber: ++n }) }), 150);
   try {
     const t0 = Date.now();
-    await until(() => log.length >= 3, 10_000, 'writes');
+    await until(() => log.length >= 3, 'writes', 10_000);
     const writers = new Set(log.map((w) => w.who));
     assert.equal(writers.size, 1, `writers while both run: ${[...writers].join(',')}`);
     const leader = [...writers][0]!;
@@ -369,12 +363,12 @@ test('two publishers with one Lease never both write; the survivor takes over af
     const killedAt = Date.now();
     await runs.get(leader)!.close({ release: false });
     await proxies[leader === 'a' ? 0 : 1]!.close();
-    await until(() => log.some((w) => w.who === follower), 10_000, 'takeover');
+    await until(() => log.some((w) => w.who === follower), 'takeover', 10_000);
     const lastByLeader = Math.max(...log.filter((w) => w.who === leader).map((w) => w.at));
     const firstByFollower = Math.min(...log.filter((w) => w.who === follower).map((w) => w.at));
     assert.ok(firstByFollower > lastByLeader, 'the writes of the two never interleave');
     const cms = setOf(url, 'crl-shared');
-    await until(async () => Number((await decodeCrlSet(setOf(url, 'crl-shared'))).meta.crlNumber) > n - 3, 5000, 'the new leader publishes current CRLs');
+    await until(async () => Number((await decodeCrlSet(setOf(url, 'crl-shared'))).meta.crlNumber) > n - 3, 'the new leader publishes current CRLs', 5000);
     assert.equal(cms[0]!.metadata!.annotations![ANN.publishedBy], follower);
     const lease = api.getObject('leases', NS, 'pub-shared')!.spec as Record<string, unknown>;
     assert.equal(lease.holderIdentity, follower);
@@ -437,11 +431,11 @@ publisher:
   const procs = [start('cli-a'), start('cli-b')];
   try {
     const adminOf = async (p: (typeof procs)[number]) => {
-      await until(() => p.lines.some((l) => l.includes('publish-crl started')), 10_000, `${p.id} started`);
+      await until(() => p.lines.some((l) => l.includes('publish-crl started')), `${p.id} started`, 10_000);
       return `http://${JSON.parse(p.lines.find((l) => l.includes('publish-crl started'))!).admin}`;
     };
     const admins = await Promise.all(procs.map(adminOf));
-    await until(() => setOf(url, 'crl-cli').length === 1, 10_000, 'the first publish');
+    await until(() => setOf(url, 'crl-cli').length === 1, 'the first publish', 10_000);
     const holder = () => (api.getObject('leases', NS, 'pub-cli')?.spec as { holderIdentity?: string } | undefined)?.holderIdentity;
     const leaderIdx = procs.findIndex((p) => p.id === holder());
     assert.ok(leaderIdx >= 0, `holder ${holder()}`);
@@ -457,14 +451,14 @@ publisher:
       const r = await fetch(`${admins[1 - leaderIdx]}/readyz`);
       readyBody = await r.text();
       return r.status === 200;
-    }, 5000, 'the follower ready');
+    }, 'the follower ready', 5000);
     assert.match(readyBody, new RegExp(`following ${leader.id}`));
 
     // The leader is killed: nothing is released; the follower takes over once the Lease expires.
     leader.child.kill('SIGKILL');
     await leader.exited;
     ca.route('/cli.crl', { crl: ca.crl({ crlNumber: 501 }) });
-    await until(() => setOf(url, 'crl-cli')[0]?.metadata?.annotations?.[ANN.crlNumber] === '501', 10_000, 'the new leader publishes');
+    await until(() => setOf(url, 'crl-cli')[0]?.metadata?.annotations?.[ANN.crlNumber] === '501', 'the new leader publishes', 10_000);
     assert.equal(setOf(url, 'crl-cli')[0]!.metadata!.annotations![ANN.publishedBy], follower.id);
     assert.equal(holder(), follower.id);
 

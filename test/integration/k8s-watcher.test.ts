@@ -12,16 +12,10 @@ import { makeWorld, worldConfig, startProxy, curlVia, type World, type RunningPr
 import { startSServer, type SServer } from '../support/s-server';
 import { startFakeKubeApiServer, type FakeKubeApiServer, writeKubeconfig } from '../support/kube-apiserver';
 import { publish } from '../unit/k8s/publish-helper';
+import { until } from '../support/until';
 
 const NS = 'ca-proxy';
 
-async function until(cond: () => boolean, what: string, ms = 8000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 let w: World;
 let api: FakeKubeApiServer;

@@ -10,6 +10,7 @@ import {
   type V1ConfigMap, type ApiException,
 } from '@kubernetes/client-node';
 import { startFakeKubeApiServer, type FakeKubeApiServer } from '../../support/kube-apiserver';
+import { until } from '../../support/until';
 
 function client(api: FakeKubeApiServer): KubeConfig {
   const kc = new KubeConfig();
@@ -30,13 +31,6 @@ async function code(p: Promise<unknown>): Promise<number> {
   return 200;
 }
 
-async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 /** Reads a raw watch stream for `ms` (or until the server ends it); returns the decoded events. */
 function rawWatch(url: string, ms: number): Promise<{ status: number; events: { type: string; object: any }[]; ended: boolean }> {

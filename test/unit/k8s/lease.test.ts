@@ -10,6 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { KubeConfig } from '@kubernetes/client-node';
 import { LeaderElector } from '../../../internal/k8s/lease';
 import { startFakeKubeApiServer, type FakeKubeApiServer } from '../../support/kube-apiserver';
+import { until } from '../../support/until';
 
 let api: FakeKubeApiServer;
 let kc: KubeConfig;
@@ -23,13 +24,6 @@ after(() => api.stop());
 const elector = (name: string, identity: string, over: Partial<ConstructorParameters<typeof LeaderElector>[0]> = {}) =>
   new LeaderElector({ kubeConfig: kc, namespace: 'ns', name, identity, leaseDurationSeconds: 1, renewSeconds: 0.1, ...over });
 
-async function until(cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not reached in time');
-    await sleep(20);
-  }
-}
 
 test('a lone candidate creates the Lease, then renews it', async () => {
   const a = elector('solo', 'a');
@@ -90,7 +84,7 @@ test('a released Lease is taken over at the next round, without waiting for expi
   assert.equal(b.isLeader(), false);
   const t0 = Date.now();
   await a.stop();
-  await until(() => b.isLeader(), 3000);
+  await until(() => b.isLeader(), 'condition', 3000);
   assert.ok(Date.now() - t0 < 3000);
   await b.stop();
 });
@@ -100,8 +94,8 @@ test('a 409 on the renew loses the round', async () => {
   a.start();
   await until(() => a.isLeader());
   api.fail((r) => r.resource === 'coordination.k8s.io/leases' && r.verb === 'update', 409, 1);
-  await until(() => !a.isLeader(), 2000);
-  await until(() => a.isLeader(), 2000);
+  await until(() => !a.isLeader(), 'condition', 2000);
+  await until(() => a.isLeader(), 'condition', 2000);
   await a.stop();
 });
 

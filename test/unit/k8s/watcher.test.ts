@@ -17,16 +17,10 @@ import { RevocationStore } from '../../../internal/pki/store';
 import { certInfo } from '../../../internal/pki/certinfo';
 import { CrlWatcher, type SetRefusal } from '../../../internal/k8s/watcher';
 import { publish } from './publish-helper';
+import { until } from '../../support/until';
 
 const NS = 'ca-proxy';
 
-async function until(cond: () => boolean, what: string, ms = 8000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 interface Fixture {
   pki: Pki;
