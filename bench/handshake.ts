@@ -19,7 +19,7 @@
  */
 import tls from 'node:tls';
 import { performance } from 'node:perf_hooks';
-import { cpuMsNow, median, shortError, percentile, mdTable, openTunnel, startBenchPeers, type BenchPeers } from './support';
+import { cpuMsNow, median, shortError, percentile, mdTable, openTunnel, benchCli, numArg, type BenchPeers } from './support';
 
 export type HandshakeSide = 'direct' | 'proxy';
 export type HandshakeVersion = 'TLSv1.2' | 'TLSv1.3';
@@ -218,24 +218,9 @@ export function handshakeTable(r: HandshakeResult): string {
   return mdTable(['TLS', 'path', 'handshakes/s (median)', 'per round', 'proxy / direct', 'p50 ms', 'p99 ms', 'CPU ms per connection: client / proxy / server', 'errors'], rows);
 }
 
-async function main(): Promise<void> {
-  const args = process.argv.slice(2);
-  const num = (name: string): number | undefined => {
-    const i = args.indexOf(name);
-    return i >= 0 ? Number(args[i + 1]) : undefined;
-  };
-  const peers = await startBenchPeers();
-  try {
-    const r = await runHandshakeBench(peers, { connections: num('--connections'), concurrency: num('--concurrency'), rounds: num('--rounds') });
-    console.log('\n' + handshakeTable(r));
-  } finally {
-    await peers.close();
-  }
-}
-
 if (require.main === module) {
-  main().catch((e) => {
-    console.error(e);
-    process.exit(1);
+  benchCli(async (peers) => {
+    const r = await runHandshakeBench(peers, { connections: numArg('--connections'), concurrency: numArg('--concurrency'), rounds: numArg('--rounds') });
+    console.log('\n' + handshakeTable(r));
   });
 }

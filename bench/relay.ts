@@ -18,7 +18,7 @@
  */
 import tls from 'node:tls';
 import { performance } from 'node:perf_hooks';
-import { cpuMsNow, median, shortError, mdTable, openTunnel, startBenchPeers, type BenchPeers } from './support';
+import { cpuMsNow, median, shortError, mdTable, openTunnel, benchCli, numArg, type BenchPeers } from './support';
 
 export type RelayPath = 'direct' | 'tcp-relay' | 'inspect' | 'proxy';
 export const RELAY_PATHS: RelayPath[] = ['direct', 'tcp-relay', 'inspect', 'proxy'];
@@ -157,27 +157,11 @@ export function relayTable(r: RelayResult): string {
   return mdTable(['path', 'MB/s (median)', 'per run', '/ direct', '/ tcp-relay', 'CPU s per transfer: client / middle / server', 'errors'], rows);
 }
 
-async function main(): Promise<void> {
-  const args = process.argv.slice(2);
-  const num = (name: string): number | undefined => {
-    const i = args.indexOf(name);
-    return i >= 0 ? Number(args[i + 1]) : undefined;
-  };
-  const mib = num('--mib');
-  const peers = await startBenchPeers();
-  try {
-    const tlsArg = num('--tls');
-    const r = await runRelayBench(peers, { bytes: mib === undefined ? undefined : mib * 1024 * 1024, rounds: num('--rounds'), tls: tlsArg === 1.2 ? 'TLSv1.2' : 'TLSv1.3' });
+if (require.main === module) {
+  benchCli(async (peers) => {
+    const mib = numArg('--mib');
+    const r = await runRelayBench(peers, { bytes: mib === undefined ? undefined : mib * 1024 * 1024, rounds: numArg('--rounds'), tls: numArg('--tls') === 1.2 ? 'TLSv1.2' : 'TLSv1.3' });
     console.log(`\nTLS ${r.options.tls}, ${r.options.bytes / (1024 * 1024)} MiB per transfer, ${r.options.rounds} rounds`);
     console.log('\n' + relayTable(r));
-  } finally {
-    await peers.close();
-  }
-}
-
-if (require.main === module) {
-  main().catch((e) => {
-    console.error(e);
-    process.exit(1);
   });
 }

@@ -386,4 +386,26 @@ function childMain(): void {
   process.on('disconnect', () => process.exit(0));
 }
 
+/** `--name N` from the command line, or undefined. */
+export function numArg(name: string): number | undefined {
+  const args = process.argv.slice(2);
+  const i = args.indexOf(name);
+  return i >= 0 ? Number(args[i + 1]) : undefined;
+}
+
+/** Runs a benchmark's CLI body with the bench peers started, stopping them afterwards. */
+export function benchCli(body: (peers: BenchPeers) => Promise<void>): void {
+  (async () => {
+    const peers = await startBenchPeers();
+    try {
+      await body(peers);
+    } finally {
+      await peers.close();
+    }
+  })().catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
+}
+
 if (require.main === module) childMain();
