@@ -7,7 +7,8 @@ import fs from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { parseCrl, verifyCrlSignatureSync, crlTimeStatus, CrlError } from '../../internal/pki/crl';
 import { formatName } from '../../internal/pki/certinfo';
-import { pemBlocks, readPemBundle } from '../../internal/pki/pem';
+import { readPemBundle } from '../../internal/pki/pem';
+import { decodeCrlFile } from '../../internal/pki/crl-worker';
 
 interface Shown {
   index: number;
@@ -23,17 +24,10 @@ interface Shown {
   error?: string;
 }
 
-/** The DER CRLs in a file: every `X509 CRL` PEM block, or the whole file as DER. */
-export function crlDersOf(file: string): Buffer[] {
+/** The DER CRLs in a file, read exactly as the RevocationStore reads them (crl-worker.ts). */
+function crlDersOf(file: string): Buffer[] {
   if (fs.statSync(file).isDirectory()) throw new Error(`${file} is a directory; give a CRL file (PEM or DER)`);
-  const bytes = fs.readFileSync(file);
-  const text = bytes.toString('latin1');
-  if (text.includes('-----BEGIN')) {
-    const blocks = pemBlocks(text, 'X509 CRL', file);
-    if (blocks.length === 0) throw new Error(`${file}: PEM file holds no "X509 CRL" block`);
-    return blocks.map((b) => b.der);
-  }
-  return [bytes];
+  return decodeCrlFile(fs.readFileSync(file), file);
 }
 
 export async function crlShowCommand(file: string, opts: { ca?: string; json?: boolean }): Promise<void> {
