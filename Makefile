@@ -1,7 +1,6 @@
 # ca-proxy — the two set-up commands are `make run` and `make test` (README.md).
 SHELL := /bin/bash
 NODE_MODULES_STAMP := node_modules/.install-stamp
-TEST_FILES = $(shell find dist/test -name '*.test.js' | sort)
 
 .PHONY: run test build demo bench fuzz clean deps
 
@@ -20,7 +19,7 @@ run: build
 	node dist/cmd/ca-proxy/main.js run --dev .local
 
 test: build
-	node --test --test-concurrency=2 --test-reporter=spec $(TEST_FILES)
+	node dist/scripts/test.js
 
 demo: build
 	node dist/scripts/dev-pki.js .local
@@ -32,7 +31,7 @@ bench: build
 # Longer property runs of inspect's parsing (test/unit/engine/fuzz.test.ts; `make test` runs 300 cases
 # with a fixed seed). Override the count with CA_PROXY_FUZZ_RUNS=N; the random seed is printed.
 fuzz: build
-	CA_PROXY_FUZZ_RUNS=$${CA_PROXY_FUZZ_RUNS:-200000} node --test --test-reporter=spec dist/test/unit/engine/fuzz.test.js
+	CA_PROXY_FUZZ_RUNS=$${CA_PROXY_FUZZ_RUNS:-200000} npx jest --config jest.config.js --testTimeout=0 dist/test/unit/engine/fuzz.test.js
 
 clean:
 	rm -rf dist

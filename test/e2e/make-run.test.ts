@@ -3,7 +3,7 @@
  * PKI, `ca-proxy run --dev DIR` (what `make run` starts), a demo server, and curl through the
  * proxy trusting the interception CA. Also `crl show` and `check` on the same PKI.
  */
-import { test, before, after } from 'node:test';
+import { test, beforeAll, afterAll } from '@jest/globals';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -20,7 +20,7 @@ let stderr = '';
 let proxyAddr = '';
 let servers: DemoServers;
 
-before(async () => {
+beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ca-proxy-e2e-'));
   const pki = await runCmd('node', [path.join(repoRoot(), 'dist/scripts/dev-pki.js'), dir]);
   assert.equal(pki.code, 0, pki.stderr);
@@ -41,7 +41,7 @@ before(async () => {
   });
 });
 
-after(async () => {
+afterAll(async () => {
   proxy.kill('SIGTERM');
   await servers.close();
   fs.rmSync(dir, { recursive: true, force: true });

@@ -3,7 +3,7 @@
  * end in a clean close with a decision; the process lives on and holds no more handles after
  * the connections are gone than before them.
  */
-import { describe, test, before, after } from 'node:test';
+import { describe, test, beforeAll, afterAll } from '@jest/globals';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { makeWorld, worldConfig, startProxy, type World, type RunningProxy } from '../support/world';
@@ -11,12 +11,12 @@ import { makeWorld, worldConfig, startProxy, type World, type RunningProxy } fro
 let w: World;
 let p: RunningProxy;
 let sniPort: number;
-before(async () => {
+beforeAll(async () => {
   w = makeWorld();
   p = await startProxy(worldConfig(w, { sni: true }));
   sniPort = p.rt.sni!.address.port;
 });
-after(async () => {
+afterAll(async () => {
   await p.stop();
   w.cleanup();
 });

@@ -4,7 +4,7 @@
  * (the stand-in) then closes the connection with `failure_mode_allow: false`, and with `true`
  * lets traffic pass unprocessed. Also: the health service, and SIGTERM's graceful shutdown.
  */
-import { test, before, after } from 'node:test';
+import { test, beforeAll, afterAll } from '@jest/globals';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -20,7 +20,7 @@ import { loadProtos } from '../../internal/extproc/protos';
 let w: World;
 let echo: tls.Server;
 let echoPort: number;
-before(async () => {
+beforeAll(async () => {
   w = makeWorld();
   // An echo server with the "good" certificate: a long-lived connection to kill the processor under.
   echo = tls.createServer({ cert: fs.readFileSync(w.good.certPath, 'utf8') + fs.readFileSync(w.chainPath, 'utf8'), key: fs.readFileSync(w.good.keyPath) }, (s) => {
@@ -30,7 +30,7 @@ before(async () => {
   await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
   echoPort = (echo.address() as { port: number }).port;
 });
-after(async () => {
+afterAll(async () => {
   await new Promise<void>((r) => echo.close(() => r()));
   w.cleanup();
 });

@@ -5,17 +5,17 @@
  * Acceptance cases a, c, d, e of the core issue through the gRPC path, with the decision in the
  * `ca_proxy` dynamic metadata, and the stand-in checking Envoy's lockstep rules on every response.
  */
-import { describe, test, before, after } from 'node:test';
+import { describe, test, beforeAll, afterAll } from '@jest/globals';
 import assert from 'node:assert/strict';
 import { makeWorld, worldConfig, runCmd, type World } from '../support/world';
 import { startSServer, type SServer } from '../support/s-server';
 import { EnvoyStandIn, startProcessor, type StandInOptions, type Processor } from '../support/envoy';
 
 let w: World;
-before(() => {
+beforeAll(() => {
   w = makeWorld();
 });
-after(() => w.cleanup());
+afterAll(() => w.cleanup());
 
 async function server(version: 'tls1_2' | 'tls1_3', leaf = w.good, chain = w.chainPath, extra: Partial<Parameters<typeof startSServer>[0]> = {}): Promise<SServer> {
   return startSServer({ cert: leaf.certPath, key: leaf.keyPath, chain, clientCA: w.pki.cas.get('client-ca')!.certPath, version, ...extra });
@@ -33,11 +33,11 @@ function curl(e: EnvoyStandIn, extra: string[] = []) {
 for (const version of ['tls1_3', 'tls1_2'] as const) {
   describe(`intercept through the ext_proc gRPC path over ${version}`, () => {
     let p: Processor;
-    before(async () => {
+    beforeAll(async () => {
       const config = worldConfig(w);
       p = await startProcessor(config, { closeBackstopMs: 500 });
     });
-    after(() => p.stop());
+    afterAll(() => p.stop());
 
     test('a/c. good server: the request succeeds, the server sees the proxy identity, metadata carries the decision', async () => {
       const s = await server(version);
@@ -131,10 +131,10 @@ describe('ext_proc: no proxy identity towards a server that requires one', () =>
 
 describe('inspect through the ext_proc gRPC path', () => {
   let p: Processor;
-  before(async () => {
+  beforeAll(async () => {
     p = await startProcessor(worldConfig(w, { defaults: { action: 'inspect', tls13: 'deny' } }));
   });
-  after(() => p.stop());
+  afterAll(() => p.stop());
 
   const curlDirect = (e: EnvoyStandIn) =>
     runCmd('curl', ['-sS', '--max-time', '10', '--tlsv1.2', '--tls-max', '1.2', '--connect-to', `localhost:443:127.0.0.1:${e.port}`, '--cacert', w.pki.root.certPath, 'https://localhost/']);

@@ -4,7 +4,7 @@
  * port 0 is no destination, a silent CONNECT client is closed, and start-up refuses an expired
  * interception CA with a message that names the field.
  */
-import { test, before, after } from 'node:test';
+import { test, beforeAll, afterAll } from '@jest/globals';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -19,14 +19,14 @@ import { CN, cert, keyPair, name } from '../support/der-writer';
 let w: World;
 let p: RunningProxy;
 let s: SServer;
-before(async () => {
+beforeAll(async () => {
   w = makeWorld();
   const cfg = worldConfig(w);
   cfg.limits.handshakeTimeoutMs = 700;
   p = await startProxy(cfg);
   s = await startSServer({ cert: w.good.certPath, key: w.good.keyPath, chain: w.chainPath, clientCA: w.pki.cas.get('client-ca')!.certPath, version: 'tls1_3' });
 });
-after(async () => {
+afterAll(async () => {
   await s.stop();
   await p.stop();
   w.cleanup();

@@ -4,7 +4,7 @@
  * in between with every rule set to `inspect`. The workload trusts the real server chain
  * (the test root): inspect relays the server's own certificate.
  */
-import { describe, test, before, after } from 'node:test';
+import { describe, test, beforeAll, afterAll } from '@jest/globals';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -17,10 +17,10 @@ import type { Tls13Policy } from '../../internal/config/types';
 import type { LeafHandle } from '../support/pki';
 
 let w: World;
-before(() => {
+beforeAll(() => {
   w = makeWorld();
 });
-after(() => w.cleanup());
+afterAll(() => w.cleanup());
 
 function server(version: SServerOptions['version'], leaf: LeafHandle = w.good, extra: Partial<SServerOptions> = {}): Promise<SServer> {
   return startSServer({
@@ -50,10 +50,10 @@ function curl(p: RunningProxy, port: number, cacert = w.pki.root.certPath) {
 
 describe('inspect, TLS 1.2', () => {
   let p: RunningProxy;
-  before(async () => {
+  beforeAll(async () => {
     p = await inspectProxy();
   });
-  after(() => p.stop());
+  afterAll(() => p.stop());
 
   test('good server: curl gets the page; decision allow with version, cipher, certificate, revocation good', async () => {
     const s = await server('tls1_2');

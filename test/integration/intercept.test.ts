@@ -4,7 +4,7 @@
  * `openssl s_client` as the workload, ca-proxy's HTTP CONNECT listener in between.
  * Acceptance cases a–e of the core issue.
  */
-import { describe, test, before, after } from 'node:test';
+import { describe, test, beforeAll, afterAll } from '@jest/globals';
 import assert from 'node:assert/strict';
 import { makeWorld, worldConfig, startProxy, curlVia, runCmd, type World, type RunningProxy } from '../support/world';
 import { startSServer, type SServer } from '../support/s-server';
@@ -12,10 +12,10 @@ import { startSServer, type SServer } from '../support/s-server';
 const VERSIONS = ['tls1_2', 'tls1_3'] as const;
 
 let w: World;
-before(() => {
+beforeAll(() => {
   w = makeWorld();
 });
-after(() => w.cleanup());
+afterAll(() => w.cleanup());
 
 async function server(version: (typeof VERSIONS)[number], leaf = w.good, chain = w.chainPath, extra: Partial<Parameters<typeof startSServer>[0]> = {}): Promise<SServer> {
   return startSServer({ cert: leaf.certPath, key: leaf.keyPath, chain, clientCA: w.pki.cas.get('client-ca')!.certPath, version, ...extra });
@@ -32,10 +32,10 @@ async function metric(p: RunningProxy, name: string): Promise<string> {
 for (const version of VERSIONS) {
   describe(`intercept over ${version}`, () => {
     let p: RunningProxy;
-    before(async () => {
+    beforeAll(async () => {
       p = await startProxy(worldConfig(w));
     });
-    after(() => p.stop());
+    afterAll(() => p.stop());
 
     test('a/c. good server: request succeeds, server sees the proxy identity (workload has no certificate)', async () => {
       const s = await server(version);

@@ -12,7 +12,8 @@
  * - only the Lease holder wrote the ConfigMaps (`ca-proxy.io/published-by` on every stored version
  *   sampled).
  */
-import { test, before, after } from 'node:test';
+import { test, beforeAll, afterAll } from '@jest/globals';
+import { note } from '../support/note';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -42,7 +43,7 @@ const writers: string[] = [];
 const crlNumberOf = (issuerCn: string) => p.rt.store!.snapshot().find((c) => c.issuer.includes(`CN=${issuerCn}`))?.cRLNumber ?? null;
 const serve = (name: string, file: string) => ca.route(`/${name}.crl`, { crl: fs.readFileSync(file) });
 
-before(async () => {
+beforeAll(async () => {
   w = makeWorld();
   api = await startFakeKubeApiServer();
   ca = await startCrlCa();
@@ -83,7 +84,7 @@ before(async () => {
   }
 });
 
-after(async () => {
+afterAll(async () => {
   for (const r of pubs) await r.close();
   await p?.stop();
   await good?.stop();
@@ -100,7 +101,7 @@ test('the publisher\'s CRLs reach the proxy: ready, and the good server is allow
   assert.equal((await p.nextDecision()).outcome, 'allow');
 });
 
-test('revoking the server at the CA: the proxy denies it within one publish interval plus informer latency', async (t) => {
+test('revoking the server at the CA: the proxy denies it within one publish interval plus informer latency', async () => {
   w.pki.revoke('intermediate', w.good.certPath, 'keyCompromise');
   const crl = w.pki.crl('intermediate');
   const before = crlNumberOf('intermediate');
@@ -124,7 +125,7 @@ test('revoking the server at the CA: the proxy denies it within one publish inte
     }
   }
   const fetchedAt = ca.served.find((x) => x.path === '/intermediate.crl' && x.at >= t0)!.at;
-  t.diagnostic(
+  note(
     `CA change → store swap: ${swapMs.toFixed(0)} ms; → first denied connection: ${denyMs.toFixed(0)} ms (publish interval 1000 ms; ` +
       `of which waiting for the publisher's next round ${(fetchedAt - t0).toFixed(0)} ms, its fetch → store swap ${(t0 + swapMs - fetchedAt).toFixed(0)} ms)`,
   );

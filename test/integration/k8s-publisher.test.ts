@@ -12,7 +12,8 @@
  * - the `ca-proxy publish-crl` command as two processes: /metrics and /readyz on the admin port,
  *   SIGKILL of the leader → takeover, SIGTERM → Lease released and exit 0.
  */
-import { test, after, before, describe } from 'node:test';
+import { describe, test, beforeAll, afterAll } from '@jest/globals';
+import { note } from '../support/note';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -37,13 +38,13 @@ let api: FakeKubeApiServer;
 let ca: CrlCa;
 let dir: string;
 
-before(async () => {
+beforeAll(async () => {
   api = await startFakeKubeApiServer();
   ca = await startCrlCa();
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ca-proxy-publisher-it-'));
   fs.writeFileSync(path.join(dir, 'ca.pem'), ca.certPem);
 });
-after(async () => {
+afterAll(async () => {
   await api.stop();
   await ca.close();
   await closeCrlWorker();
@@ -86,7 +87,7 @@ describe('publisher: publish, refuse, keep', () => {
   let run: RunningPublisher;
   let url: string;
 
-  before(async () => {
+  beforeAll(async () => {
     url = `${ca.url}/main.crl`;
     const { config, publisher } = configFor(
       'main',
@@ -104,7 +105,7 @@ describe('publisher: publish, refuse, keep', () => {
     run = await startPublisher(config, publisher, { kubeConfig: kubeConfig(), identity: 'solo', logger: quiet, admin: '127.0.0.1:0', retryBaseDelayMs: 5 });
     await until(() => run.elector.isLeader(), 'leadership', 5000);
   });
-  after(() => run.close());
+  afterAll(() => run.close());
 
   test('publishes the CA\'s CRL, then a newer one, with every annotation of the format', async () => {
     await until(() => setOf(url, 'crl-main').length === 1, 'first publish', 5000);
@@ -267,7 +268,7 @@ describe('publisher: publish, refuse, keep', () => {
   });
 });
 
-test('a 2,000,000-entry CRL is gzipped and split across ConfigMaps the API server accepts, and reassembles to the same DER', async (t) => {
+test('a 2,000,000-entry CRL is gzipped and split across ConfigMaps the API server accepts, and reassembles to the same DER', async () => {
   const bench = ensureBenchCrl(2_000_000, path.join(dir, 'bench'));
   ca.route('/huge.crl', { file: bench.crlPath });
   const url = `${ca.url}/huge.crl`;
@@ -301,7 +302,7 @@ test('a 2,000,000-entry CRL is gzipped and split across ConfigMaps the API serve
     assert.equal(out.der.length, bench.bytes);
     assert.equal(out.meta.crlNumber, String(1000 + 2_000_000));
     assert.equal(crypto.createHash('sha256').update(out.der).digest('hex'), crypto.createHash('sha256').update(fs.readFileSync(bench.crlPath)).digest('hex'));
-    t.diagnostic(`2,000,000 entries, ${bench.bytes} bytes DER → ${n} ConfigMaps; fetch + validate + gzip + write: ${ms} ms`);
+    note(`2,000,000 entries, ${bench.bytes} bytes DER → ${n} ConfigMaps; fetch + validate + gzip + write: ${ms} ms`);
   } finally {
     await run.close();
     fs.rmSync(path.join(dir, 'bench'), { recursive: true, force: true });
@@ -325,7 +326,7 @@ async function recordingProxy(tag: string, log: { who: string; at: number; metho
   return { url: `http://127.0.0.1:${(srv.address() as AddressInfo).port}`, close: () => (srv.closeAllConnections(), new Promise<void>((r) => srv.close(() => r()))) };
 }
 
-test('two publishers with one Lease never both write; the survivor takes over after the leader dies', async (t) => {
+test('two publishers with one Lease never both write; the survivor takes over after the leader dies', async () => {
   const url = `${ca.url}/shared.crl`;
   let n = 100;
   ca.route('/shared.crl', { crl: ca.crl({ crlNumber: n }) });
@@ -373,7 +374,7 @@ test('two publishers with one Lease never both write; the survivor takes over af
     const lease = api.getObject('leases', NS, 'pub-shared')!.spec as Record<string, unknown>;
     assert.equal(lease.holderIdentity, follower);
     assert.ok(firstByFollower - killedAt >= 500, `takeover waited for the lease to expire (${firstByFollower - killedAt} ms)`);
-    t.diagnostic(`first write ${log[0]!.at - t0} ms after start; takeover: first write by the new leader ${firstByFollower - killedAt} ms after the leader died (lease 1 s)`);
+    note(`first write ${log[0]!.at - t0} ms after start; takeover: first write by the new leader ${firstByFollower - killedAt} ms after the leader died (lease 1 s)`);
   } finally {
     clearInterval(issuer);
     for (const r of runs.values()) await r.close().catch(() => undefined);

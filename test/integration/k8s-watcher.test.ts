@@ -4,7 +4,8 @@
  * update makes the proxy deny a newly revoked server; a cut watch and a 410 lose no update; a bad
  * CRL in a ConfigMap never replaces the good one.
  */
-import { describe, test, before, after } from 'node:test';
+import { describe, test, beforeAll, afterAll } from '@jest/globals';
+import { note } from '../support/note';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -22,7 +23,7 @@ let api: FakeKubeApiServer;
 let good: SServer;
 let p: RunningProxy;
 
-before(async () => {
+beforeAll(async () => {
   w = makeWorld();
   api = await startFakeKubeApiServer();
   good = await startSServer({ cert: w.good.certPath, key: w.good.keyPath, chain: w.chainPath, clientCA: w.pki.cas.get('client-ca')!.certPath, version: 'tls1_2' });
@@ -32,7 +33,7 @@ before(async () => {
   cfg.revocation.kubernetes = { namespace: NS, kubeconfig };
   p = await startProxy(cfg);
 });
-after(async () => {
+afterAll(async () => {
   await p?.stop();
   await good?.stop();
   await api?.stop();
@@ -54,14 +55,14 @@ describe('k8s watcher in a running proxy', () => {
     assert.equal((await p.nextDecision()).outcome, 'allow');
   });
 
-  test('revoking the server at the CA and publishing denies it', async (t) => {
+  test('revoking the server at the CA and publishing denies it', async () => {
     w.pki.revoke('intermediate', w.good.certPath, 'keyCompromise');
     const crl = w.pki.crl('intermediate');
     const before = crlNumberOf('intermediate');
     const t0 = performance.now();
     await publish(api, NS, 'intermediate', crl);
     await until(() => crlNumberOf('intermediate') !== before, 'the new CRL');
-    t.diagnostic(`ConfigMap write → store swap: ${(performance.now() - t0).toFixed(1)} ms`);
+    note(`ConfigMap write → store swap: ${(performance.now() - t0).toFixed(1)} ms`);
     const res = await curlVia(p, w, good.port);
     assert.notEqual(res.code, 0);
     const d = await p.nextDecision();

@@ -3,7 +3,7 @@
  * (SHA-256 compared end to end), and half-close — a server that sends its answer and closes
  * at once must have every byte delivered before the workload sees the end.
  */
-import { test, before, after } from 'node:test';
+import { test, beforeAll, afterAll } from '@jest/globals';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -26,7 +26,7 @@ function payload(n: number): Buffer {
 const DATA = payload(SIZE);
 const DATA_SHA = crypto.createHash('sha256').update(DATA).digest('hex');
 
-before(async () => {
+beforeAll(async () => {
   w = makeWorld();
   server = tls.createServer(
     {
@@ -58,7 +58,7 @@ before(async () => {
   port = (server.address() as net.AddressInfo).port;
   p = await startProxy(worldConfig(w, { rules: [{ name: 'pt', match: { sni: 'passthrough.localhost' }, action: 'passthrough' }] }));
 });
-after(async () => {
+afterAll(async () => {
   await p.stop();
   server.close();
   w.cleanup();

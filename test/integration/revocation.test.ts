@@ -3,7 +3,7 @@
  * a CRL replaced on disk while a connection is open (case g), and bad CRLs refused while the
  * last good one stays in force (case h, first half).
  */
-import { describe, test, before, after } from 'node:test';
+import { describe, test, beforeAll, afterAll } from '@jest/globals';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -15,13 +15,13 @@ import { startSServer, type SServer } from '../support/s-server';
 let w: World;
 let good: SServer;
 let revoked: SServer;
-before(async () => {
+beforeAll(async () => {
   w = makeWorld();
   const clientCA = w.pki.cas.get('client-ca')!.certPath;
   good = await startSServer({ cert: w.good.certPath, key: w.good.keyPath, chain: w.chainPath, clientCA, version: 'tls1_2' });
   revoked = await startSServer({ cert: w.revoked.certPath, key: w.revoked.keyPath, chain: w.chainPath, clientCA, version: 'tls1_2' });
 });
-after(async () => {
+afterAll(async () => {
   await good.stop();
   await revoked.stop();
   w.cleanup();
@@ -51,7 +51,7 @@ async function metricValue(p: RunningProxy, line: RegExp): Promise<number> {
 
 describe('f. stale CRL', () => {
   let dir: string;
-  before(() => {
+  beforeAll(() => {
     const now = Date.now();
     const stale = w.pki.crl('intermediate', { thisUpdate: new Date(now - 10 * 86400_000), nextUpdate: new Date(now - 3 * 86400_000) });
     dir = crlDir('stale', stale);

@@ -6,9 +6,12 @@
 import fs from 'node:fs';
 import { HandshakeType } from '../../internal/tls';
 import { sharedTestdata } from './root';
+import { testdataSuite } from './testdata';
 
 export const CAPTURES = sharedTestdata('captures');
 export const haveCaptures = fs.existsSync(`${CAPTURES}/manifest.json`);
+/** Suites over the captures: skipped with a reason when they are absent, failing under CI. */
+export const captureSuite = testdataSuite('the TLS captures (testdata/captures)', `${CAPTURES}/manifest.json`);
 
 /** The manifest's message names (tshark style). */
 export const MESSAGE_NAMES: Record<number, string> = {

@@ -1,4 +1,4 @@
-import { test, describe } from 'node:test';
+import { describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { matchRule, sniGlobMatches } from '../../../internal/engine/policy';

@@ -2,7 +2,7 @@
  * The README's configuration example must stay a valid configuration, and the reason codes it
  * lists must be exactly the ones the code reports.
  */
-import { test } from 'node:test';
+import { test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';

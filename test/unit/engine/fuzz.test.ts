@@ -9,7 +9,7 @@
  * `make test` runs FUZZ_RUNS (default 300) cases per property; `make fuzz` sets
  * CA_PROXY_FUZZ_RUNS for a longer run with a random seed (printed, to reproduce a failure).
  */
-import { describe, test, before } from 'node:test';
+import { describe, test, beforeAll } from '@jest/globals';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { ContentType, HandshakeType, ParseError, MAX_RECORD_FRAGMENT_BYTES } from '../../../internal/tls';
@@ -115,7 +115,7 @@ describe('inspect parsing, property tests', () => {
   });
 
   let hello: Buffer;
-  before(async () => {
+  beforeAll(async () => {
     hello = await nodeClientHello();
   });
 

@@ -3,19 +3,19 @@
  * peer receives, the decision, and the abuse limits (message size, bytes held, timeout),
  * each ending in a decision and a clean close. Live peers: test/integration/inspect.test.ts.
  */
-import { describe, test, before } from 'node:test';
+import { describe, test, beforeAll } from '@jest/globals';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { AlertDescription, ContentType, HandshakeType, HELLO_RETRY_REQUEST_RANDOM, buildAlert } from '../../../internal/tls';
 import { pcapTcpStreams } from '../../support/pcap';
-import { sharedTestdata } from '../../support/root';
+import { CAPTURES, captureSuite } from '../../support/captures';
 import { drive, feedChunks, handshake, nodeClientHello, record, serverHelloBody } from './support';
 
 const alertRecord = (d: number): Buffer => buildAlert(d);
 const CCS = record(ContentType.change_cipher_spec, Buffer.from([1]));
 
 let hello: Buffer;
-before(async () => {
+beforeAll(async () => {
   hello = await nodeClientHello();
 });
 
@@ -175,10 +175,8 @@ describe('inspect: abuse limits end in a decision and a clean close', () => {
   });
 });
 
-const CAPTURES = sharedTestdata('captures');
-const haveCaptures = fs.existsSync(`${CAPTURES}/manifest.json`);
 
-describe('inspect: captured handshakes through the Session', { skip: haveCaptures ? false : 'shared/testdata/captures not present' }, () => {
+captureSuite.describe('inspect: captured handshakes through the Session', () => {
   // The captured servers' chains (public CAs, long expired) are not under this test's (empty) trust bundle.
   for (const [file, expect] of [
     ['arkime_openssl-tls1_2.pcap', 'untrusted_server'],

@@ -5,7 +5,7 @@
  * a wrong type, an unknown enum name or an unresolvable `@type` is an error (Envoy rejects those
  * at startup too). Then the pieces the issue asks for are checked by value.
  */
-import { test, before } from 'node:test';
+import { test, beforeAll } from '@jest/globals';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -27,7 +27,7 @@ const FILES = [
 const BOOTSTRAP = path.join(repoRoot(), 'deploy/envoy/sidecar-bootstrap.yaml');
 
 let root: protobuf.Root;
-before(() => {
+beforeAll(() => {
   root = new protobuf.Root();
   root.resolvePath = (_origin, target) => {
     for (const dir of INCLUDE) {

@@ -3,7 +3,8 @@
  * (mode 0666; the pod-private folder is the boundary), a socket another live process answers on
  * is never taken over, and a stale one (its process killed) is replaced.
  */
-import { test } from 'node:test';
+import { test } from '@jest/globals';
+import { afterThis } from '../../support/cleanup';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -12,9 +13,9 @@ import { startExtProcServer } from '../../../internal/extproc/server';
 import { drive } from '../engine/support';
 import { spawn } from 'node:child_process';
 
-test('socket mode, no takeover of a live socket, stale socket replaced', async (t) => {
+test('socket mode, no takeover of a live socket, stale socket replaced', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ca-proxy-sock-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  afterThis(() => fs.rmSync(dir, { recursive: true, force: true }));
   const sock = path.join(dir, 'extproc.sock');
   const ctx = drive({}).session.ctx;
   const first = await startExtProcServer(ctx, { listen: `unix:${sock}` });

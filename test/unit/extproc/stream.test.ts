@@ -3,7 +3,7 @@
  * stream with a clear status; 1,000 concurrent streams are answered in lockstep and their
  * memory is released after they close.
  */
-import { describe, test, before, after } from 'node:test';
+import { describe, test, beforeAll, afterAll } from '@jest/globals';
 import assert from 'node:assert/strict';
 import tls from 'node:tls';
 import v8 from 'node:v8';
@@ -20,12 +20,12 @@ type Call = grpc.ClientDuplexStream<ProcessingRequest, ProcessingResponse>;
 let w: World;
 let p: Processor;
 let client: grpc.Client;
-before(async () => {
+beforeAll(async () => {
   w = makeWorld();
   p = await startProcessor(worldConfig(w, { rules: [{ name: 'pass', match: { sni: 'pass.example' }, action: 'passthrough' }] }));
   client = new (loadProtos().extProc)(p.grpc.address, grpc.credentials.createInsecure());
 });
-after(async () => {
+afterAll(async () => {
   client.close();
   await p.stop();
   w.cleanup();

@@ -3,10 +3,10 @@
  * `kubectl describe pod` searches them (involvedObject kind/name/namespace/uid), aggregation per
  * pod + reason with a count, the rate limit, and recreation after the Event expired.
  */
-import { test } from 'node:test';
+import { afterAll, beforeAll, describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
-import { startFakeKubeApiServer } from '../../support/kube-apiserver';
+import { startFakeKubeApiServer, type FakeKubeApiServer, type KubeObject } from '../../support/kube-apiserver';
 import { PodEventReporter, eventReason } from '../../../internal/k8s/events';
 import type { Decision } from '../../../internal/engine/decision';
 
@@ -25,22 +25,30 @@ function decision(over: Partial<Decision> = {}): Decision {
   } as Decision;
 }
 
-test('PodEventReporter', async (t) => {
-  const api = await startFakeKubeApiServer();
-  t.after(() => api.stop());
-  const kc = new KubeConfig();
-  kc.loadFromOptions(api.kubeconfigOptions());
-  const core = kc.makeApiClient(CoreV1Api);
-  const pod = api.put('pods', { metadata: { name: 'web-1', namespace: 'shop' }, spec: {} });
+describe('PodEventReporter', () => {
+  let api: FakeKubeApiServer;
+  let core: CoreV1Api;
+  let pod: KubeObject;
   let clock = new Date('2030-01-01T00:00:00Z');
-  const rep = new PodEventReporter({ kubeConfig: kc, ratePerMinute: 2, flushMs: 3_600_000, now: () => clock, instance: 'proc-0' });
-  t.after(() => rep.close());
+  let rep: PodEventReporter;
+  beforeAll(async () => {
+    api = await startFakeKubeApiServer();
+    const kc = new KubeConfig();
+    kc.loadFromOptions(api.kubeconfigOptions());
+    core = kc.makeApiClient(CoreV1Api);
+    pod = api.put('pods', { metadata: { name: 'web-1', namespace: 'shop' }, spec: {} });
+    rep = new PodEventReporter({ kubeConfig: kc, ratePerMinute: 2, flushMs: 3_600_000, now: () => clock, instance: 'proc-0' });
+  });
+  afterAll(async () => {
+    await rep.close();
+    await api.stop();
+  });
 
   /** What `kubectl describe pod web-1 -n shop` lists. */
   const describe = async (name = 'web-1', uid = pod.metadata.uid) =>
     (await core.listNamespacedEvent({ namespace: 'shop', fieldSelector: `involvedObject.kind=Pod,involvedObject.name=${name},involvedObject.namespace=shop,involvedObject.uid=${uid}` })).items;
 
-  await t.test('allowed connections and unknown pods write nothing', async () => {
+  test('allowed connections and unknown pods write nothing', async () => {
     rep.report(decision({ outcome: 'allow', reason: 'ok' }));
     rep.report(decision({ source: { address: '10.0.0.1' } }));
     rep.report(decision({ source: { pod: 'x' } })); // no namespace, no default
@@ -49,7 +57,7 @@ test('PodEventReporter', async (t) => {
     assert.equal(api.listObjects('events').length, 0);
   });
 
-  await t.test('a denial becomes a Warning Event on the Pod; repeats raise its count', async () => {
+  test('a denial becomes a Warning Event on the Pod; repeats raise its count', async () => {
     rep.report(decision());
     await rep.flush();
     let evs = await describe();
@@ -71,7 +79,7 @@ test('PodEventReporter', async (t) => {
     assert.equal(new Date(evs[0]!.lastTimestamp!).getTime(), clock.getTime());
   });
 
-  await t.test('rate limit: writes beyond ratePerMinute wait for tokens; counts are kept, not lost', async () => {
+  test('rate limit: writes beyond ratePerMinute wait for tokens; counts are kept, not lost', async () => {
     clock = new Date(clock.getTime() + 60_000);
     const before = rep.writes;
     for (const p of ['a', 'b', 'c', 'd']) rep.report(decision({ source: { pod: p, namespace: 'shop' }, reason: 'revocation_unknown' }));
@@ -90,7 +98,7 @@ test('PodEventReporter', async (t) => {
     assert.equal((evA.involvedObject as { uid?: string }).uid, undefined);
   });
 
-  await t.test('an Event that expired is created again', async () => {
+  test('an Event that expired is created again', async () => {
     for (const e of api.listObjects('events', 'shop')) if (e.reason === 'CertificateRevoked') api.remove('events', 'shop', e.metadata.name);
     clock = new Date(clock.getTime() + 60_000);
     rep.report(decision());
@@ -100,7 +108,7 @@ test('PodEventReporter', async (t) => {
     assert.equal(evs[0]!.count, 7);
   });
 
-  await t.test('reason names', () => {
+  test('reason names', () => {
     assert.equal(eventReason('certificate_revoked'), 'CertificateRevoked');
     assert.equal(eventReason('tls13_not_inspectable'), 'Tls13NotInspectable');
   });

@@ -2,7 +2,8 @@
  * The fake API server (test/support/kube-apiserver.ts) against the real client library: what
  * @kubernetes/client-node sends and expects must work as it would against kube-apiserver.
  */
-import { test } from 'node:test';
+import { afterAll, beforeAll, describe, test } from '@jest/globals';
+import { afterThis } from '../../support/cleanup';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import {
@@ -47,14 +48,19 @@ function rawWatch(url: string, ms: number): Promise<{ status: number; events: { 
   });
 }
 
-test('fake kube-apiserver with @kubernetes/client-node', async (t) => {
-  const api = await startFakeKubeApiServer();
-  t.after(() => api.stop());
-  const kc = client(api);
-  const core = kc.makeApiClient(CoreV1Api);
+describe('fake kube-apiserver with @kubernetes/client-node', () => {
+  let api: FakeKubeApiServer;
+  let kc: KubeConfig;
+  let core: CoreV1Api;
+  beforeAll(async () => {
+    api = await startFakeKubeApiServer();
+    kc = client(api);
+    core = kc.makeApiClient(CoreV1Api);
+  });
+  afterAll(() => api.stop());
   const ns = 'default';
 
-  await t.test('create, get, list by label with resourceVersion; AlreadyExists; NotFound', async () => {
+  test('create, get, list by label with resourceVersion; AlreadyExists; NotFound', async () => {
     const a = await core.createNamespacedConfigMap({ namespace: ns, body: cm('a', { 'ca-proxy.io/crl': 'true' }, Buffer.from([0x30, 0])) });
     assert.ok(Number(a.metadata?.resourceVersion) > 0);
     assert.ok(a.metadata?.uid);
@@ -71,7 +77,7 @@ test('fake kube-apiserver with @kubernetes/client-node', async (t) => {
     assert.equal(await code(core.listNamespacedConfigMap({ namespace: ns, resourceVersion: String(Number(api.resourceVersion) + 100) })), 504);
   });
 
-  await t.test('optimistic concurrency: a stale resourceVersion gets 409 Conflict, on replace and on patch', async () => {
+  test('optimistic concurrency: a stale resourceVersion gets 409 Conflict, on replace and on patch', async () => {
     const cur = await core.readNamespacedConfigMap({ name: 'b', namespace: ns });
     const stale = structuredClone(cur);
     cur.data = { k: 'v2' };
@@ -89,7 +95,7 @@ test('fake kube-apiserver with @kubernetes/client-node', async (t) => {
     assert.equal((await core.readNamespacedConfigMap({ name: 'b', namespace: ns })).data?.k, 'v4');
   });
 
-  await t.test('size limits: ConfigMap data over 1 MiB → 422 Invalid, request body over 3 MiB → 413', async () => {
+  test('size limits: ConfigMap data over 1 MiB → 422 Invalid, request body over 3 MiB → 413', async () => {
     assert.equal(await code(core.createNamespacedConfigMap({ namespace: ns, body: cm('big', {}, Buffer.alloc(1024 * 1024 + 1)) })), 422);
     assert.equal((await code(core.createNamespacedConfigMap({ namespace: ns, body: cm('fits', {}, Buffer.alloc(1024 * 1024)) }))), 200);
     const huge: V1ConfigMap = { metadata: { name: 'huge' }, data: { a: 'x'.repeat(3 * 1024 * 1024 + 10) } };
@@ -97,7 +103,7 @@ test('fake kube-apiserver with @kubernetes/client-node', async (t) => {
     await core.deleteNamespacedConfigMap({ name: 'fits', namespace: ns });
   });
 
-  await t.test('informer: ADDED/MODIFIED/DELETED; a cut watch resumes from its resourceVersion; 410 makes it relist', async () => {
+  test('informer: ADDED/MODIFIED/DELETED; a cut watch resumes from its resourceVersion; 410 makes it relist', async () => {
     const informer = makeInformer(kc, `/api/v1/namespaces/${ns}/configmaps`,
       () => core.listNamespacedConfigMap({ namespace: ns, labelSelector: 'ca-proxy.io/crl=true' }), 'ca-proxy.io/crl=true');
     const seen: string[] = [];
@@ -106,7 +112,7 @@ test('fake kube-apiserver with @kubernetes/client-node', async (t) => {
     informer.on('delete', (o) => seen.push(`delete ${o.metadata?.name}`));
     informer.on('error', (e) => seen.push(`error ${String(e)}`));
     await informer.start();
-    t.after(() => informer.stop());
+    afterThis(() => informer.stop());
     await until(() => api.openWatches === 1, 'the watch');
     assert.deepEqual(seen, ['add a ']);
     const watchReq = api.requests.filter((r) => r.verb === 'watch').at(-1)!;
@@ -142,9 +148,9 @@ test('fake kube-apiserver with @kubernetes/client-node', async (t) => {
     assert.ok(ws.some((r) => r.status === 200) && !seen.some((s) => s.startsWith('error')), seen.join('\n'));
   });
 
-  await t.test('410 as an HTTP status (goneAs: status) also makes the informer relist', async () => {
+  test('410 as an HTTP status (goneAs: status) also makes the informer relist', async () => {
     const api2 = await startFakeKubeApiServer({ goneAs: 'status' });
-    t.after(() => api2.stop());
+    afterThis(() => api2.stop());
     const kc2 = client(api2);
     const core2 = kc2.makeApiClient(CoreV1Api);
     api2.put('configmaps', { metadata: { name: 'x', namespace: ns }, data: { k: '1' } });
@@ -153,7 +159,7 @@ test('fake kube-apiserver with @kubernetes/client-node', async (t) => {
     informer.on('add', (o) => seen.push(`add ${o.metadata?.name} ${o.data?.k}`));
     informer.on('update', (o) => seen.push(`update ${o.metadata?.name} ${o.data?.k}`));
     await informer.start();
-    t.after(() => informer.stop());
+    afterThis(() => informer.stop());
     await until(() => api2.openWatches === 1, 'the watch');
     api2.compact();
     api2.closeWatches();
@@ -163,9 +169,9 @@ test('fake kube-apiserver with @kubernetes/client-node', async (t) => {
     assert.ok(api2.requests.some((r) => r.verb === 'watch' && r.status === 410));
   });
 
-  await t.test('raw watch: synthetic ADDED from "", history replay, BOOKMARK, timeoutSeconds, ERROR 410', async () => {
+  test('raw watch: synthetic ADDED from "", history replay, BOOKMARK, timeoutSeconds, ERROR 410', async () => {
     const api3 = await startFakeKubeApiServer({ bookmarkIntervalMs: 20 });
-    t.after(() => api3.stop());
+    afterThis(() => api3.stop());
     const first = api3.put('configmaps', { metadata: { name: 'p', namespace: ns }, data: { k: '1' } });
     api3.put('configmaps', { metadata: { name: 'p', namespace: ns }, data: { k: '2' } });
     const base = `${api3.url}/api/v1/namespaces/${ns}/configmaps?watch=true`;
@@ -186,7 +192,7 @@ test('fake kube-apiserver with @kubernetes/client-node', async (t) => {
     assert.equal(gone.ended, true);
   });
 
-  await t.test('client-node Watch with fieldSelector on metadata.name', async () => {
+  test('client-node Watch with fieldSelector on metadata.name', async () => {
     const w = new Watch(kc);
     const got: string[] = [];
     let done = false;
@@ -197,7 +203,7 @@ test('fake kube-apiserver with @kubernetes/client-node', async (t) => {
     await until(() => done, 'done');
   });
 
-  await t.test('leases: create, replace with the current resourceVersion, 409 with a stale one', async () => {
+  test('leases: create, replace with the current resourceVersion, 409 with a stale one', async () => {
     const coord = kc.makeApiClient(CoordinationV1Api);
     const now = new Date();
     const l = await coord.createNamespacedLease({ namespace: ns, body: { metadata: { name: 'ca-proxy-publisher' }, spec: { holderIdentity: 'a', leaseDurationSeconds: 15, acquireTime: now, renewTime: now } } });
@@ -210,7 +216,7 @@ test('fake kube-apiserver with @kubernetes/client-node', async (t) => {
     assert.equal(api.getObject('leases', ns, 'ca-proxy-publisher')?.spec && (api.getObject('leases', ns, 'ca-proxy-publisher')!.spec as { holderIdentity: string }).holderIdentity, 'b');
   });
 
-  await t.test('core/v1 events: create, merge-patch the count, list by involvedObject field selector', async () => {
+  test('core/v1 events: create, merge-patch the count, list by involvedObject field selector', async () => {
     const ev = await core.createNamespacedEvent({
       namespace: ns,
       body: { metadata: { name: 'pod-a.1' }, involvedObject: { kind: 'Pod', name: 'pod-a', namespace: ns }, reason: 'EgressDenied', message: 'm', type: 'Warning', count: 1 },
@@ -223,7 +229,7 @@ test('fake kube-apiserver with @kubernetes/client-node', async (t) => {
     assert.equal((await core.listNamespacedEvent({ namespace: ns, fieldSelector: 'involvedObject.name=pod-b' })).items.length, 0);
   });
 
-  await t.test('fault injection answers with a Status error', async () => {
+  test('fault injection answers with a Status error', async () => {
     api.fail((r) => r.verb === 'get', 503);
     assert.equal(await code(core.readNamespacedConfigMap({ name: 'd', namespace: ns })), 503);
     assert.equal(await code(core.readNamespacedConfigMap({ name: 'd', namespace: ns })), 200);

@@ -4,7 +4,7 @@
  * dead leader's lease expires, fast takeover after a release, a lost 409 round, and a leader
  * cut off from the API server giving up leadership by its own clock.
  */
-import { test, after, before } from 'node:test';
+import { test, beforeAll, afterAll } from '@jest/globals';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -14,12 +14,12 @@ import { until } from '../../support/until';
 
 let api: FakeKubeApiServer;
 let kc: KubeConfig;
-before(async () => {
+beforeAll(async () => {
   api = await startFakeKubeApiServer();
   kc = new KubeConfig();
   kc.loadFromOptions(api.kubeconfigOptions('ns'));
 });
-after(() => api.stop());
+afterAll(() => api.stop());
 
 const elector = (name: string, identity: string, over: Partial<ConstructorParameters<typeof LeaderElector>[0]> = {}) =>
   new LeaderElector({ kubeConfig: kc, namespace: 'ns', name, identity, leaseDurationSeconds: 1, renewSeconds: 0.1, ...over });

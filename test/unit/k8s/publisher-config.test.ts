@@ -2,7 +2,7 @@
  * publish-crl's configuration (cmd/ca-proxy/publish-crl.ts `loadPublisherConfig`) and source
  * discovery from CA certificates (internal/k8s/publisher.ts `distributionPointUrls`).
  */
-import { test, after } from 'node:test';
+import { test, afterAll } from '@jest/globals';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
@@ -14,7 +14,7 @@ import { distributionPointUrls } from '../../../internal/k8s/publisher';
 import { CN, cert, crlDp, ext, keyPair, name, seq, ctx, uriName, dirName } from '../../support/der-writer';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ca-proxy-pubcfg-'));
-after(() => fs.rmSync(dir, { recursive: true, force: true }));
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 function load(yaml: string) {
   const f = path.join(dir, `c${Math.random().toString(36).slice(2)}.yaml`);

@@ -3,7 +3,7 @@
  * round trips for plain DER, gzip and split sets; half-written, mixed and tampered sets are
  * refused, never half-decoded.
  */
-import { test } from 'node:test';
+import { test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import {

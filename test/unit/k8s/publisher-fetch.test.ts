@@ -3,7 +3,7 @@
  * bodies, 304 on ETag / If-Modified-Since, the whole-exchange timeout, the size limit (declared
  * and streamed), and retries with full-jitter backoff only where retrying can help.
  */
-import { test, after, before } from 'node:test';
+import { test, beforeAll, afterAll } from '@jest/globals';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -11,10 +11,10 @@ import { FetchError, backoffDelay, fetchCrl, fetchCrlWithRetry } from '../../../
 import { startCrlCa, type CrlCa } from '../../support/crl-ca';
 
 let ca: CrlCa;
-before(async () => {
+beforeAll(async () => {
   ca = await startCrlCa();
 });
-after(() => ca.close());
+afterAll(() => ca.close());
 
 const opts = { timeoutMs: 2000, maxBytes: 1024 * 1024 };
 const isFetchError = (code: string, status?: number) => (e: unknown) => e instanceof FetchError && e.code === code && (status === undefined || e.status === status);

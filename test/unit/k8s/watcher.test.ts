@@ -4,7 +4,8 @@
  * deletion, cut watches and 410, API errors, and the mounted-volume source with kubelet's `..data`
  * swap.
  */
-import { test } from 'node:test';
+import { afterAll, beforeAll, describe, test } from '@jest/globals';
+import { afterThis } from '../../support/cleanup';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -50,13 +51,20 @@ function status(store: RevocationStore, f: Fixture, leaf: LeafHandle): string {
   return store.check(certInfo(leaf.x509), f.pki.intermediate.x509).status;
 }
 
-test('CrlWatcher', async (t) => {
-  const f = fixture();
-  t.after(() => f.pki.cleanup());
-  const api = await startFakeKubeApiServer();
-  t.after(() => api.stop());
-  const kc = new KubeConfig();
-  kc.loadFromOptions(api.kubeconfigOptions(NS));
+describe('CrlWatcher', () => {
+  let f: Fixture;
+  let api: FakeKubeApiServer;
+  let kc: KubeConfig;
+  beforeAll(async () => {
+    f = fixture();
+    api = await startFakeKubeApiServer();
+    kc = new KubeConfig();
+    kc.loadFromOptions(api.kubeconfigOptions(NS));
+  });
+  afterAll(async () => {
+    await api.stop();
+    f.pki.cleanup();
+  });
   const newStore = () => new RevocationStore({ trust: [f.pki.root.x509, f.pki.intermediate.x509] });
 
   async function startWatcher(store: RevocationStore, extra: Partial<ConstructorParameters<typeof CrlWatcher>[0]> = {}) {
@@ -66,11 +74,11 @@ test('CrlWatcher', async (t) => {
     const refused: SetRefusal[] = [];
     w.on('refused', (r: SetRefusal) => refused.push(r));
     await w.start();
-    t.after(() => w.stop());
+    afterThis(() => w.stop());
     return { w, refused };
   }
 
-  await t.test('initial list, then an update through the watch; an unrelated ConfigMap is ignored', async () => {
+  test('initial list, then an update through the watch; an unrelated ConfigMap is ignored', async () => {
     await publish(api, NS, 'intermediate', f.crl1);
     api.put('configmaps', { metadata: { name: 'other', namespace: NS, labels: { app: 'x' } }, data: { k: 'v' } });
     const store = newStore();
@@ -85,7 +93,7 @@ test('CrlWatcher', async (t) => {
     assert.deepEqual([...w.sets().keys()], ['intermediate']);
   });
 
-  await t.test('split + gzip: a CRL in several parts; a half-written generation keeps the last good CRL', async () => {
+  test('split + gzip: a CRL in several parts; a half-written generation keeps the last good CRL', async () => {
     const big = (() => {
       for (let i = 0; i < 12; i++) f.pki.revoke('root', f.pki.issueLeaf(`r${i}`, { issuer: 'root' }).certPath, 'superseded');
       return f.pki.crl('root');
@@ -108,7 +116,7 @@ test('CrlWatcher', async (t) => {
     await until(() => store.snapshot().some((c) => c.entries === 13), 'the new split CRL');
   });
 
-  await t.test('refused: forged signature, rollback, tampered bytes — the last good CRL stays', async () => {
+  test('refused: forged signature, rollback, tampered bytes — the last good CRL stays', async () => {
     const store = newStore();
     const { w, refused } = await startWatcher(store);
     await w.whenSynced();
@@ -139,7 +147,7 @@ test('CrlWatcher', async (t) => {
     await publish(api, NS, 'intermediate', f.crl2);
   });
 
-  await t.test('a cut watch and a 410 lose no update; API errors are retried', async () => {
+  test('a cut watch and a 410 lose no update; API errors are retried', async () => {
     const store = newStore();
     const { w } = await startWatcher(store);
     await w.whenSynced();
@@ -165,9 +173,9 @@ test('CrlWatcher', async (t) => {
     await until(() => w.sets().has('intermediate') && status(store, f, f.b) === 'revoked', 'back');
   });
 
-  await t.test('mounted volume: kubelet ..data swap, gzip parts', async () => {
+  test('mounted volume: kubelet ..data swap, gzip parts', async () => {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ca-proxy-vol-'));
-    t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+    afterThis(() => fs.rmSync(root, { recursive: true, force: true }));
     const dir = path.join(root, 'intermediate');
     fs.mkdirSync(dir);
     // What kubelet's AtomicWriter does: write a timestamped folder, point ..data at it, files link through ..data.
@@ -187,7 +195,7 @@ test('CrlWatcher', async (t) => {
     const store = newStore();
     const w = new CrlWatcher({ store, source: { kind: 'volume', dirs: [dir], pollMs: 20 }, debounceMs: 10 });
     await w.start();
-    t.after(() => w.stop());
+    afterThis(() => w.stop());
     await w.whenSynced();
     assert.equal(status(store, f, f.a), 'revoked');
     assert.equal(status(store, f, f.b), 'good');

@@ -1,4 +1,4 @@
-import { test, describe, before, after } from 'node:test';
+import { describe, test, beforeAll, afterAll } from '@jest/globals';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
@@ -41,7 +41,7 @@ describe('admin server', () => {
   let state: Readiness | Error = { ready: false, detail: 'no usable CRL loaded yet' };
   let server: AdminServer;
 
-  before(async () => {
+  beforeAll(async () => {
     server = await startAdminServer({
       host: '127.0.0.1',
       port: 0,
@@ -52,7 +52,7 @@ describe('admin server', () => {
       },
     });
   });
-  after(async () => {
+  afterAll(async () => {
     await server.close();
   });
 

@@ -1,4 +1,4 @@
-import { test, describe } from 'node:test';
+import { describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import type { Counter, Gauge } from 'prom-client';
 import { createMetrics, observeCrls, observeDecision, observeReload, HANDSHAKE_BUCKETS } from '../../../internal/metrics/registry';

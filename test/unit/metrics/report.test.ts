@@ -1,4 +1,4 @@
-import { test, describe } from 'node:test';
+import { describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import { createLogger, createReporter, type DecisionLogger } from '../../../internal/engine/report';
 import { createMetrics } from '../../../internal/metrics/registry';

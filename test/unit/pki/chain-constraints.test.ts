@@ -3,7 +3,7 @@
  * pathLenConstraint, name constraints and unknown critical extensions (RFC 5280 §6.1.3-4),
  * through validatePath. Certificates made by `openssl`; OpenSSL's own verdict is the oracle.
  */
-import { test, before, after } from 'node:test';
+import { test, beforeAll, afterAll } from '@jest/globals';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
@@ -11,10 +11,10 @@ import { makePki, type Pki } from '../../support/pki';
 import { verifyServerChain } from '../../../internal/pki/chain';
 
 let pki: Pki;
-before(() => {
+beforeAll(() => {
   pki = makePki({ keyType: 'ec' });
 });
-after(() => pki.cleanup());
+afterAll(() => pki.cleanup());
 
 function opensslVerifies(leaf: string, chain: string[]): boolean {
   const untrusted = `${pki.dir}/untrusted-${Math.random()}.pem`;

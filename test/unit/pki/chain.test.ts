@@ -1,4 +1,4 @@
-import { describe, test, before, after } from 'node:test';
+import { describe, test, beforeAll, afterAll } from '@jest/globals';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
@@ -47,14 +47,14 @@ describe('verifyServerChain', () => {
   let chain: Buffer[];
   const opts = () => ({ anchors, hostname: 'srv.test', now: new Date(), revocation: null, leafOnly: false });
 
-  before(() => {
+  beforeAll(() => {
     pki = makePki({ keyType: 'ec' });
     leaf = pki.issueLeaf('srv', { san: ['DNS:srv.test', 'DNS:*.wild.test'] });
     ipLeaf = pki.issueLeaf('ip', { san: ['IP:127.0.0.1'] });
     anchors = [pki.root.x509];
     chain = [leaf.certDer, pki.intermediate.certDer];
   });
-  after(() => pki.cleanup());
+  afterAll(() => pki.cleanup());
 
   test('a good chain: leaf → intermediate → anchor', () => {
     const r = verifyServerChain(chain, opts());
@@ -309,7 +309,7 @@ describe('verifyServerChain with the real RevocationStore and CRLs made by opens
   let crlInter2: string;
   const base = () => ({ anchors: [pki.root.x509], hostname: null, now: new Date(), leafOnly: false });
 
-  before(() => {
+  beforeAll(() => {
     pki = makePki({ keyType: 'ec' });
     good = pki.issueLeaf('good', { san: ['DNS:good.test'] });
     revokedLeaf = pki.issueLeaf('revoked', { san: ['DNS:revoked.test'] });
@@ -322,7 +322,7 @@ describe('verifyServerChain with the real RevocationStore and CRLs made by opens
     crlRoot = pki.crl('root');
     crlInter2 = pki.crl('inter2');
   });
-  after(() => pki.cleanup());
+  afterAll(() => pki.cleanup());
 
   async function store(paths: string[]): Promise<RevocationStore> {
     const s = new RevocationStore({ trust: [pki.root.x509, pki.intermediate.x509, pki.cas.get('inter2')!.x509] });

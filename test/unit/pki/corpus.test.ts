@@ -9,7 +9,9 @@
  * Where OpenSSL accepts what RFC 5280 forbids, the disagreement is listed in OPENSSL_LENIENT with
  * the clause, and written to docs/conformance.md (compared; rewritten with CA_PROXY_WRITE_CONFORMANCE=1).
  */
-import { test } from 'node:test';
+import { test } from '@jest/globals';
+import { testdataSuite } from '../../support/testdata';
+import { note } from '../../support/note';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -63,11 +65,7 @@ function openssl(der: Buffer): OpensslView {
 
 const dir = sharedTestdata('crls');
 
-test('CRL corpus: parse or refuse as the manifest says; entries, cRLNumber and dates as OpenSSL reads them', async (t) => {
-  if (!fs.existsSync(path.join(dir, 'manifest.json'))) {
-    t.skip(`${dir} is absent`);
-    return;
-  }
+testdataSuite('the CRL corpus (testdata/crls)', path.join(dir, 'manifest.json')).test('CRL corpus: parse or refuse as the manifest says; entries, cRLNumber and dates as OpenSSL reads them', async () => {
   const files = (JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8')) as { files: Entry[] }).files.filter((f) => !/cert\.pem$/.test(f.file));
   const rows: string[] = [];
   const problems: string[] = [];
@@ -146,7 +144,7 @@ test('CRL corpus: parse or refuse as the manifest says; entries, cRLNumber and d
     rows.push(`| ${f.file} | ${f.expected} | ${ours} | ${facts} | ${oracle} | ${status ? `${status} (expected ${f.revocation_check!.expected_status})` : ''} |`);
   }
   const summary = `${files.length} CRL files: ${files.length - problems.length} as the manifest says, ${agree} agree with OpenSSL 3.0 (same decision; same entries, cRLNumber, thisUpdate, nextUpdate), ${Object.keys(OPENSSL_LENIENT).length} refused that OpenSSL decodes (each with its RFC clause).`;
-  t.diagnostic(summary);
+  note(summary);
   updateConformanceSection(
     'corpus',
     [

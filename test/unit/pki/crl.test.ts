@@ -3,7 +3,8 @@
  * `openssl crl -text` as the oracle, plus hand-built DER for encodings OpenSSL will not produce,
  * and the shared CRL corpus manifest.
  */
-import { test, describe, before, after } from 'node:test';
+import { describe, test, beforeAll, afterAll } from '@jest/globals';
+import { testdataSuite } from '../../support/testdata';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
@@ -135,7 +136,7 @@ for (const keyType of ['rsa', 'ec'] as KeyType[]) {
     const leaves: { serial: Buffer; reason: string }[] = [];
     let goodSerial: Buffer;
 
-    before(() => {
+    beforeAll(() => {
       pki = makePki({ keyType });
       const reasons = ['keyCompromise', 'cACompromise', 'affiliationChanged', 'superseded', 'cessationOfOperation', 'certificateHold', 'unspecified'] as const;
       reasons.forEach((reason, i) => {
@@ -148,7 +149,7 @@ for (const keyType of ['rsa', 'ec'] as KeyType[]) {
       goodSerial = certInfo(pki.issueLeaf('good', { serial: 'ff'.repeat(16) }).certDer).serial;
       crlPath = pki.crl('intermediate', { crlNumber: 0x1234, nextUpdateDays: 3 });
     });
-    after(() => pki.cleanup());
+    afterAll(() => pki.cleanup());
 
     test('entries, cRLNumber, dates and reasons agree with `openssl crl -text`', () => {
       const crl = parseCrl(fs.readFileSync(crlPath));
@@ -320,8 +321,8 @@ describe('hand-built DER', () => {
 describe('shared testdata/crls manifest', () => {
   const dir = sharedTestdata('crls');
   const manifestPath = path.join(dir, 'manifest.json');
-  const have = fs.existsSync(manifestPath);
-  test('each plain CRL parses (or not) as the manifest expects', { skip: have ? false : 'no ../shared/testdata' }, () => {
+  const corpus = testdataSuite('the CRL corpus (testdata/crls)', manifestPath);
+  corpus.test('each plain CRL parses (or not) as the manifest expects', () => {
     const m = JSON.parse(fs.readFileSync(manifestPath, 'utf8')) as { files: { file: string; expected: string; entries: number | null }[] };
     let checked = 0;
     for (const f of m.files) {
@@ -345,14 +346,14 @@ describe('shared testdata/crls manifest', () => {
     assert.ok(checked >= 30, `checked ${checked}`);
   });
 
-  test('pyca signature pair: valid verifies, invalid is bad_signature', { skip: have ? false : 'no ../shared/testdata' }, () => {
+  corpus.test('pyca signature pair: valid verifies, invalid is bad_signature', () => {
     const issuer = new X509Certificate(fs.readFileSync(path.join(dir, 'pyca_valid_signature_cert.pem')));
     const load = (f: string) => parseCrl(decodeCrlFile(fs.readFileSync(path.join(dir, f)), f)[0]!);
     assert.equal(verifyCrlSignatureSync(load('pyca_valid_signature_crl.pem'), [issuer]), issuer);
     assert.throws(() => verifyCrlSignatureSync(load('pyca_invalid_signature_crl.pem'), [issuer]), (e: unknown) => e instanceof CrlError && e.code === 'bad_signature');
   });
 
-  test('all reasons and the real CRLs decode every entry', { skip: have ? false : 'no ../shared/testdata' }, () => {
+  corpus.test('all reasons and the real CRLs decode every entry', () => {
     const crl = parseCrl(decodeCrlFile(fs.readFileSync(path.join(dir, 'pyca_crl_all_reasons.pem')))[0]!);
     const reasons = new Set<string>();
     for (let s = 0; s < 12; s++) reasons.add(crl.lookup(s === 0 ? Buffer.alloc(0) : Buffer.from([s]))!.reason);

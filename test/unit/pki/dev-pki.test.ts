@@ -1,4 +1,4 @@
-import { describe, test, before, after } from 'node:test';
+import { describe, test, beforeAll, afterAll } from '@jest/globals';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
@@ -30,10 +30,10 @@ const FILES = [
 describe('scripts/dev-pki', () => {
   let dir: string;
   const f = (name: string) => path.join(dir, name);
-  before(() => {
+  beforeAll(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ca-proxy-devpki-'));
   });
-  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   test('first run creates every file; keys are mode 0600', async () => {
     const lines: string[] = [];
@@ -81,7 +81,7 @@ describe('scripts/dev-pki', () => {
     for (const [leaf, ca] of [['proxy-identity', 'client-ca'], ['workload', 'workload-ca']]) {
       const v = openssl(['verify', '-CAfile', f(`${ca}.crt`), '-purpose', 'sslclient', f(`${leaf}.crt`)]);
       assert.ok(v.ok, v.out);
-      assert.deepEqual(new X509Certificate(fs.readFileSync(f(`${leaf}.crt`))).keyUsage, ['1.3.6.1.5.5.7.3.2']);
+      assert.deepEqual([...new X509Certificate(fs.readFileSync(f(`${leaf}.crt`))).keyUsage], ['1.3.6.1.5.5.7.3.2']);
     }
   });
 

@@ -3,7 +3,7 @@
  * DER (test/support/der-writer.ts) and judged per RFC 5280 through `validatePath`, plus the
  * RevocationStore (what the engine consults) where loading matters.
  */
-import { describe, test } from 'node:test';
+import { describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';

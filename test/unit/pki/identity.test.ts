@@ -1,4 +1,4 @@
-import { describe, test, before, after } from 'node:test';
+import { describe, test, beforeAll, afterAll } from '@jest/globals';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import crypto, { X509Certificate } from 'node:crypto';
@@ -30,7 +30,7 @@ describe('loadIdentities', () => {
   let leaf: LeafHandle;
   let other: LeafHandle;
   const env = { ID_PASS: 'correct horse', WRONG_PASS: 'nope' };
-  before(() => {
+  beforeAll(() => {
     pki = makePki({ keyType: 'ec' });
     leaf = pki.issueLeaf('proxy-id', { clientAuth: true, san: ['DNS:proxy.test'] });
     other = pki.issueLeaf('other', { clientAuth: true });
@@ -40,7 +40,7 @@ describe('loadIdentities', () => {
     openssl(['pkcs12', '-export', '-in', leaf.certPath, '-inkey', leaf.keyPath, '-certfile', pki.intermediate.certPath,
       '-passout', `pass:${env.ID_PASS}`, '-out', path.join(pki.dir, 'id.p12')]);
   });
-  after(() => pki.cleanup());
+  afterAll(() => pki.cleanup());
 
   test('PEM identity: chain and key load, with subject, SHA-256 and notAfter of the leaf', () => {
     const ids = loadIdentities([{ name: 'pem', cert: 'chain.pem', key: path.relative(pki.dir, leaf.keyPath) }], pki.dir, { env });

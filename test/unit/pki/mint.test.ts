@@ -1,4 +1,4 @@
-import { describe, test, before, after } from 'node:test';
+import { describe, test, beforeAll, afterAll } from '@jest/globals';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
@@ -26,12 +26,12 @@ for (const keyType of ['ec', 'rsa'] as const) {
     let pki: Pki;
     let caCertPem: string;
     let caKeyPem: string;
-    before(() => {
+    beforeAll(() => {
       pki = makePki({ keyType });
       caCertPem = pki.root.certPem;
       caKeyPem = fs.readFileSync(pki.root.keyPath, 'utf8');
     });
-    after(() => pki.cleanup());
+    afterAll(() => pki.cleanup());
 
     test('the minted leaf verifies with openssl verify as an SSL server for the SNI', async () => {
       const minter = new LeafMinter({ caCertPem, caKeyPem });
@@ -57,7 +57,7 @@ for (const keyType of ['ec', 'rsa'] as const) {
       const x = new X509Certificate(leaf.certPem);
       assert.equal(x.subjectAltName, 'DNS:api.example.com');
       assert.equal(x.subject, 'CN=api.example.com');
-      assert.deepEqual(x.keyUsage, ['1.3.6.1.5.5.7.3.1']); // Node's name for extendedKeyUsage
+      assert.deepEqual([...x.keyUsage], ['1.3.6.1.5.5.7.3.1']); // Node's name for extendedKeyUsage (copied: jest's test realm has its own Array)
       assert.equal(x.ca, false);
       assert.equal(x.issuer, pki.root.x509.subject);
       assert.ok(x.checkIssued(pki.root.x509) && x.verify(pki.root.x509.publicKey));
@@ -86,13 +86,13 @@ describe('LeafMinter behaviour', () => {
   let caCertPem: string;
   let caKeyPem: string;
   let caNotAfter: Date;
-  before(() => {
+  beforeAll(() => {
     pki = makePki({ keyType: 'ec' });
     caCertPem = pki.root.certPem;
     caKeyPem = fs.readFileSync(pki.root.keyPath, 'utf8');
     caNotAfter = new Date(pki.root.x509.validTo);
   });
-  after(() => pki.cleanup());
+  afterAll(() => pki.cleanup());
 
   test('an IP literal gets an iPAddress SAN (IPv4 and IPv6)', async () => {
     const minter = new LeafMinter({ caCertPem, caKeyPem });

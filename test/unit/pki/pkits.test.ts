@@ -15,7 +15,9 @@
  * docs/conformance.md holds the table this produces; the run compares it, and rewrites it when
  * CA_PROXY_WRITE_CONFORMANCE=1.
  */
-import { test } from 'node:test';
+import { test } from '@jest/globals';
+import { testdataSuite } from '../../support/testdata';
+import { note } from '../../support/note';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -67,13 +69,9 @@ interface PkitsCase {
 }
 
 const dir = sharedTestdata('pkits');
-const present = fs.existsSync(path.join(dir, 'cases.json'));
+const pkits = testdataSuite('NIST PKITS (testdata/pkits)', path.join(dir, 'cases.json'));
 
-test('NIST PKITS 4.1–4.7, 4.12–4.15', async (t) => {
-  if (!present) {
-    t.skip(`${dir} is absent`);
-    return;
-  }
+pkits.test('NIST PKITS 4.1–4.7, 4.12–4.15', async () => {
   const all = (JSON.parse(fs.readFileSync(path.join(dir, 'cases.json'), 'utf8')) as { cases: PkitsCase[] }).cases;
   const cases = all.filter((c) => IN_SCOPE.has(c.section));
   const certCache = new Map<string, ReturnType<typeof certInfo>>();
@@ -108,8 +106,7 @@ test('NIST PKITS 4.1–4.7, 4.12–4.15', async (t) => {
   const passed = rows.filter((r) => r.verdict === 'pass').length;
   const na = rows.filter((r) => r.verdict === 'n/a').length;
   const failed = rows.filter((r) => r.verdict === 'fail');
-  t.diagnostic(`PKITS: ${rows.length} cases in scope, ${passed} pass, ${na} not applicable, ${failed.length} fail`);
-  console.log(`PKITS: ${rows.length} cases in scope, ${passed} pass, ${na} not applicable, ${failed.length} fail`);
+  note(`PKITS: ${rows.length} cases in scope, ${passed} pass, ${na} not applicable, ${failed.length} fail`);
 
   const lines = [
     `Validated with \`validatePath\` (internal/pki/path.ts) at ${PKITS_TIME.toISOString()}, every certificate of the path checked against the case's CRLs. ` +

@@ -2,7 +2,7 @@
  * RevocationStore: loading files and folders, refusals that keep the last good CRL, rollback,
  * staleness through the `now` option, file removal, the worker path, and watch().
  */
-import { test, describe, before, after } from 'node:test';
+import { describe, test, beforeAll, afterAll } from '@jest/globals';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -32,7 +32,7 @@ describe('RevocationStore', () => {
   const newStore = (now?: () => Date, extra: Partial<ConstructorParameters<typeof RevocationStore>[0]> = {}): RevocationStore =>
     new RevocationStore({ trust: [pki.root.x509, pki.intermediate.x509], now, ...extra });
 
-  before(() => {
+  beforeAll(() => {
     pki = makePki({ keyType: 'ec' });
     work = path.join(pki.dir, 'work');
     fs.mkdirSync(work);
@@ -48,7 +48,7 @@ describe('RevocationStore', () => {
     interCa = inter;
     root = certInfo(pki.root.x509);
   });
-  after(async () => {
+  afterAll(async () => {
     pki.cleanup();
     await closeCrlWorker();
   });

@@ -3,7 +3,7 @@
  * readers and every parser only ever produce a result or a ParseError — never another
  * exception — and the readers' output does not depend on how the stream is chunked.
  */
-import { describe, test } from 'node:test';
+import { describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {

@@ -6,7 +6,7 @@
  * Certificates come from a test PKI built with the openssl CLI.
  */
 import 'reflect-metadata';
-import { after, before, describe, test } from 'node:test';
+import { describe, test, beforeAll, afterAll } from '@jest/globals';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net, { type AddressInfo } from 'node:net';
@@ -134,7 +134,7 @@ describe('against Node/OpenSSL on loopback', () => {
   let serverOpts: tls.TlsOptions;
   let hello13: Buffer; // a default client: offers TLS 1.3 and 1.2, SNI, ALPN
 
-  before(async () => {
+  beforeAll(async () => {
     pki = makePki({ keyType: 'ec' });
     leaf = pki.issueLeaf('srv', { san: ['DNS:a.example'] });
     serverOpts = {
@@ -143,7 +143,7 @@ describe('against Node/OpenSSL on loopback', () => {
     };
     hello13 = await captureClientHello({ servername: 'a.example', ALPNProtocols: ['h2', 'http/1.1'] });
   });
-  after(() => pki?.cleanup());
+  afterAll(() => pki?.cleanup());
 
   test('ClientHello: SNI, ALPN, supported_versions as the client was configured', () => {
     const msgs = messagesOf(hello13);

@@ -2,7 +2,7 @@
  * The message parsers on hand-built bodies: every field, every rule that makes a body
  * malformed, and truncation at every byte. (live.test.ts checks them against OpenSSL's bytes.)
  */
-import { describe, test } from 'node:test';
+import { describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import {
   ExtensionType,

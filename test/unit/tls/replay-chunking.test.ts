@@ -5,13 +5,13 @@
  * (`plaintext_handshake_messages`, up to the direction's ChangeCipherSpec) must be found, in the
  * same order with the same lengths, and the events must not depend on the chunking.
  */
-import { describe, test } from 'node:test';
+import { describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { HandshakeType, RecordReader } from '../../../internal/tls';
 import { HandshakeObserver, type ObservedEvent } from '../../../internal/engine/server-flight';
 import { pcapTcpStreams } from '../../support/pcap';
-import { CAPTURES, haveCaptures, MESSAGE_NAMES as NAMES, rng } from '../../support/captures';
+import { CAPTURES, captureSuite, haveCaptures, MESSAGE_NAMES as NAMES, rng } from '../../support/captures';
 
 type Chunking = 'one byte' | 'random sizes' | 'whole records';
 
@@ -55,7 +55,7 @@ interface ManifestFile {
 const manifest: { files: ManifestFile[] } = haveCaptures ? JSON.parse(fs.readFileSync(`${CAPTURES}/manifest.json`, 'utf8')) : { files: [] };
 const CHUNKINGS: Chunking[] = ['one byte', 'random sizes', 'whole records'];
 
-describe('inspect parser over the captures, in every chunking', { skip: haveCaptures ? false : 'shared/testdata/captures not present' }, () => {
+captureSuite.describe('inspect parser over the captures, in every chunking', () => {
   for (const entry of manifest.files) {
     const facts = entry.record_layer_facts.streams;
     if (facts.some((f) => f.sslv2_record_header)) continue; // native SSLv2: not TLS records (replay.test.ts covers it)

@@ -4,7 +4,7 @@
  * record-layer walk: record counts and versions, handshake message types and lengths before
  * ChangeCipherSpec, coalescing, cipher suite, negotiated version, HRR, client certificates.
  */
-import { describe, test } from 'node:test';
+import { describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -22,7 +22,7 @@ import {
   type HandshakeMessage,
 } from '../../../internal/tls';
 import { pcapTcpStreams } from '../../support/pcap';
-import { CAPTURES, haveCaptures, MESSAGE_NAMES as NAMES } from '../../support/captures';
+import { CAPTURES, captureSuite, haveCaptures, MESSAGE_NAMES as NAMES } from '../../support/captures';
 
 /** tshark's version spelling ('TLS1.2', 'SSL3.0') for a ProtocolVersion. */
 function tsharkVersion(v: number): string {
@@ -103,7 +103,7 @@ const manifest: { files: ManifestFile[] } = haveCaptures
   ? JSON.parse(fs.readFileSync(`${CAPTURES}/manifest.json`, 'utf8'))
   : { files: [] };
 
-describe('replay of real captures', { skip: haveCaptures ? false : 'shared/testdata/captures not present' }, () => {
+captureSuite.describe('replay of real captures', () => {
   test('the manifest lists a TLS 1.2 capture with a CertificateRequest', () => {
     assert.ok(manifest.files.some((f) => f.file === 'zeek_client-certificate.pcap'));
   });
