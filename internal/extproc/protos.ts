@@ -68,6 +68,8 @@ export interface ProcessingRequest {
   read_data?: Data | null;
   write_data?: Data | null;
   metadata?: { filter_metadata?: Record<string, StructValue> } | null;
+  /** Envoy 1.40+: the filter's `connection_attributes`, in the stream's first request (keyed by filter name). */
+  attributes?: Record<string, StructValue> | null;
 }
 
 export type ConnectionStatus = 'CONTINUE' | 'CLOSE' | 'CLOSE_RST';
