@@ -210,7 +210,7 @@ test('the bootstrap has what the sidecar needs: 15001 with original_dst + tls_in
   assert.match(fmt, /%DYNAMIC_METADATA\(ca_proxy:reason\)%/);
 });
 
-test('our network ext_proc protos match the field numbers of Envoy 1.37', () => {
+test('our network ext_proc protos match the field numbers and types of Envoy 1.40', () => {
   const cfg = root.lookupType('envoy.extensions.filters.network.ext_proc.v3.NetworkExternalProcessor');
   assert.deepEqual(
     cfg.fieldsArray.map((f) => [f.name, f.id, f.type]),
@@ -221,8 +221,12 @@ test('our network ext_proc protos match the field numbers of Envoy 1.37', () => 
       ['message_timeout', 4, 'google.protobuf.Duration'],
       ['stat_prefix', 5, 'string'],
       ['metadata_options', 6, 'MetadataOptions'],
+      ['connection_attributes', 7, 'string'],
     ],
   );
+  assert.ok(cfg.fields.connection_attributes!.repeated, 'connection_attributes is repeated string');
+  const mo = root.lookupType('envoy.extensions.filters.network.ext_proc.v3.MetadataOptions');
+  assert.deepEqual(mo.fieldsArray.map((f) => [f.name, f.id, f.type]), [['forwarding_namespaces', 1, 'MetadataNamespaces'], ['receiving_namespaces', 2, 'MetadataNamespaces']]);
   const svc = new protobuf.Root();
   svc.resolvePath = root.resolvePath;
   svc.loadSync('envoy/service/network_ext_proc/v3/network_external_processor.proto', { keepCase: true });
@@ -231,5 +235,8 @@ test('our network ext_proc protos match the field numbers of Envoy 1.37', () => 
   assert.deepEqual({ ...svc.lookupEnum('envoy.service.network_ext_proc.v3.ProcessingResponse.DataProcessedStatus').values }, { UNKNOWN: 0, UNMODIFIED: 1, MODIFIED: 2 });
   assert.deepEqual({ ...svc.lookupEnum('envoy.service.network_ext_proc.v3.ProcessingResponse.ConnectionStatus').values }, { CONTINUE: 0, CLOSE: 1, CLOSE_RST: 2 });
   const req = svc.lookupType('envoy.service.network_ext_proc.v3.ProcessingRequest');
-  assert.deepEqual(req.fieldsArray.map((f) => [f.name, f.id]), [['read_data', 1], ['write_data', 2], ['metadata', 3]]);
+  assert.deepEqual(req.fieldsArray.map((f) => [f.name, f.id]), [['read_data', 1], ['write_data', 2], ['metadata', 3], ['attributes', 4]]);
+  const attrs = req.fields.attributes as protobuf.MapField;
+  assert.equal(attrs.keyType, 'string');
+  assert.equal(attrs.type, 'google.protobuf.Struct');
 });
