@@ -236,7 +236,7 @@ test('our network ext_proc protos match the field numbers and types of Envoy 1.4
   assert.deepEqual({ ...svc.lookupEnum('envoy.service.network_ext_proc.v3.ProcessingResponse.ConnectionStatus').values }, { CONTINUE: 0, CLOSE: 1, CLOSE_RST: 2 });
   const req = svc.lookupType('envoy.service.network_ext_proc.v3.ProcessingRequest');
   assert.deepEqual(req.fieldsArray.map((f) => [f.name, f.id]), [['read_data', 1], ['write_data', 2], ['metadata', 3], ['attributes', 4]]);
-  const attrs = req.fields.attributes as protobuf.MapField;
+  const attrs = req.fields.attributes as unknown as protobuf.MapField;
   assert.equal(attrs.keyType, 'string');
   assert.equal(attrs.type, 'google.protobuf.Struct');
 });
