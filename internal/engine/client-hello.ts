@@ -6,7 +6,7 @@
  */
 import { RecordReader, ContentType, looksLikeTls } from '../tls/record';
 import { HandshakeReader, HandshakeType, parseClientHello, type ClientHello } from '../tls/handshake';
-import { ParseError } from '../tls/reader';
+import { ParseError } from '../bytes/reader';
 import { Reason, type ReasonCode } from './reasons';
 
 export type ClientHelloStep =

@@ -31,7 +31,7 @@
  */
 import { verifyServerChain, type ChainResult } from '../pki/chain';
 import { buildAlert, AlertDescription, AlertLevel, alertName } from '../tls/alert';
-import { ParseError } from '../tls/reader';
+import { ParseError } from '../bytes/reader';
 import { versionName, type ClientHello, type ServerHello } from '../tls/handshake';
 import type { RuleSettings } from '../config/types';
 import type { EngineContext } from './context';

@@ -19,7 +19,7 @@
 import tls from 'node:tls';
 import { verifyServerChain, type ChainResult } from '../pki/chain';
 import { buildAlert, AlertDescription } from '../tls/alert';
-import { ParseError } from '../tls/reader';
+import { ParseError } from '../bytes/reader';
 import { RecordReader, ContentType } from '../tls/record';
 import type { ClientHello } from '../tls/handshake';
 import type { RuleSettings } from '../config/types';

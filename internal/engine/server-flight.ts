@@ -12,7 +12,7 @@
  * rather than handed to OpenSSL.
  */
 import { RecordReader, ContentType, type TlsRecord } from '../tls/record';
-import { ParseError } from '../tls/reader';
+import { ParseError } from '../bytes/reader';
 import {
   HandshakeReader,
   HandshakeType,

@@ -6,7 +6,7 @@
  * keyUsage (its `keyUsage` property is the *extended* key usage list).
  */
 import crypto, { X509Certificate } from 'node:crypto';
-import { BoundedReader, ParseError } from '../tls/reader';
+import { BoundedReader, ParseError } from '../bytes/reader';
 import {
   Tag,
   contextTag,

@@ -13,7 +13,7 @@
  * and metrics count), in the spirit of rustls-webpki's one error type with precise variants.
  */
 import crypto, { KeyObject, X509Certificate } from 'node:crypto';
-import { BoundedReader, ParseError } from '../tls/reader';
+import { BoundedReader, ParseError } from '../bytes/reader';
 import {
   Tag,
   contextTag,

@@ -8,7 +8,7 @@
  * encoding DER forbids (indefinite or non-minimal lengths, a BOOLEAN other than 00/FF, a bad
  * time string), `unsupported` for high tag numbers (X.509 never uses them).
  */
-import { BoundedReader, ParseError } from '../tls/reader';
+import { BoundedReader, ParseError } from '../bytes/reader';
 
 /** Universal and context tags used by X.509 (first identifier octet). */
 export const Tag = {

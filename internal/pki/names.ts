@@ -6,7 +6,7 @@
  * hosts case-insensitively, URIs exactly except for the host's case. Every parser throws
  * `ParseError` on malformed DER; callers turn that into a refusal.
  */
-import { BoundedReader, ParseError } from '../tls/reader';
+import { BoundedReader, ParseError } from '../bytes/reader';
 import { Tag, bitStringContent, contextTag, enter, peekTag, readLength, readTag } from './der';
 import { nameKey, rdnKey } from './certinfo';
 

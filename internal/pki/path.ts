@@ -16,7 +16,7 @@
  * critical one does not fail the path). Pure: no I/O, no clock.
  */
 import crypto, { KeyObject, X509Certificate } from 'node:crypto';
-import { BoundedReader } from '../tls/reader';
+import { BoundedReader } from '../bytes/reader';
 import { certInfo, KeyUsageBit, type CertInfo } from './certinfo';
 import { CrlError, resolveSignatureAlgorithm, type ParsedCrl, type ResolvedAlgorithm } from './crl';
 import { Tag, enter, readOidBytes, readRawElement, readLength, readTag, oidToString } from './der';

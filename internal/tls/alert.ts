@@ -4,7 +4,7 @@
  * the clear to end a handshake it refuses (e.g. certificate_revoked) before any keys exist.
  */
 import { ContentType } from './record';
-import { BoundedReader, ParseError } from './reader';
+import { BoundedReader, ParseError } from '../bytes/reader';
 
 /** AlertLevel (RFC 5246 §7.2; TLS 1.3 keeps the field but ignores it except for close_notify/user_canceled). */
 export const AlertLevel = { warning: 1, fatal: 2 } as const;

@@ -6,7 +6,7 @@
  * throws ParseError) as soon as its bytes are in, before any body is buffered.
  * After a ParseError the framer is failed: every later `push()` throws the same error.
  */
-import { ParseError } from './reader';
+import { ParseError } from '../bytes/reader';
 
 export class Framer {
   /** Pieces of the partial unit, in order (views into earlier chunks). */

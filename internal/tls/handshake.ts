@@ -7,7 +7,7 @@
  *
  * Every parser reads through BoundedReader and throws only ParseError.
  */
-import { BoundedReader, ParseError } from './reader';
+import { BoundedReader, ParseError } from '../bytes/reader';
 import { Framer } from './framer';
 
 /** HandshakeType values (RFC 8446 §4; RFC 5246 §7.4). */

@@ -6,7 +6,7 @@
  *   struct { ContentType type; ProtocolVersion legacy_record_version; uint16 length;
  *            opaque fragment[length]; } TLSPlaintext;
  */
-import { ParseError } from './reader';
+import { ParseError } from '../bytes/reader';
 import { Framer } from './framer';
 
 /** ContentType values (RFC 8446 §5.1; RFC 5246 §6.2.1). */

@@ -10,7 +10,7 @@ import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
-import { BoundedReader, ParseError } from '../../../internal/tls/reader';
+import { BoundedReader, ParseError } from '../../../internal/bytes/reader';
 import { expectTag, readBoolean, readBitString, readOid, readTime, oidBytes, oidToString } from '../../../internal/pki/der';
 import { certInfo } from '../../../internal/pki/certinfo';
 import { CrlError, parseCrl, verifyCrlSignature, verifyCrlSignatureSync, crlTimeStatus } from '../../../internal/pki/crl';
