@@ -60,7 +60,7 @@ async function main(): Promise<void> {
   const config = worldConfig(w);
   config.limits.handshakeTimeoutMs = 30_000;
   const rt = await createRuntime(config, { listen: false, logger: createLogger('warn', sink) });
-  const sni = await listenSni(rt.ctx, '127.0.0.1:0', { connectTimeoutMs: 5000, maxConnections: 10000, requestTimeoutMs: 10000, upstreamPort: serverPort });
+  const sni = await listenSni(rt.ctx, '127.0.0.1:0', { connectTimeoutMs: 5000, maxConnections: 10000, maxConnectionsPerSource: 10000, requestTimeoutMs: 10000, upstreamPort: serverPort });
   const grpcServer = await startExtProcServer(rt.ctx, { listen: '127.0.0.1:0' });
   const latencies: number[] = [];
   let record = false;
@@ -78,7 +78,7 @@ async function main(): Promise<void> {
   const pingLat: number[] = [];
   const rtt: Record<'standalone' | 'grpc', number[]> = { standalone: [], grpc: [] };
   const echoEnvoy = await EnvoyStandIn.start({ target: grpcServer.address, upstream: { host: '127.0.0.1', port: echoPort }, onAnswer: (_d, ms) => pingLat.push(ms) });
-  const echoSni = await listenSni(rt.ctx, '127.0.0.1:0', { connectTimeoutMs: 5000, maxConnections: 10000, requestTimeoutMs: 10000, upstreamPort: echoPort });
+  const echoSni = await listenSni(rt.ctx, '127.0.0.1:0', { connectTimeoutMs: 5000, maxConnections: 10000, maxConnectionsPerSource: 10000, requestTimeoutMs: 10000, upstreamPort: echoPort });
   const msg = Buffer.alloc(1024, 0x62);
   for (const path of ['standalone', 'grpc'] as const) {
     const c = tls.connect({ host: '127.0.0.1', port: path === 'grpc' ? echoEnvoy.port : echoSni.address.port, servername: 'localhost', ca });

@@ -3,6 +3,7 @@
  * revocation store with its reload loop, listeners, admin server). `run` and `check` and
  * the integration tests all start ca-proxy through here, so they run the same code.
  */
+import dns from 'node:dns';
 import fs from 'node:fs';
 import tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
@@ -19,7 +20,9 @@ import { RevocationStore, type LoadReport } from '../../internal/pki/store';
 import { createMetrics, observeCrls, observeReload, type Metrics } from '../../internal/metrics/registry';
 import { startAdminServer, type AdminServer } from '../../internal/metrics/admin';
 import { listenConnect, listenSni, parseHostPort, type Listening } from '../../internal/proxy/listeners';
-import { registerOwnPort } from '../../internal/proxy/pipe';
+import { OwnListeners } from '../../internal/proxy/own-listeners';
+import { addressPolicy } from '../../internal/engine/destination';
+import type { MinTlsVersion } from '../../internal/config/types';
 import { startCrlWatcherFromConfig, type CrlWatcher } from '../../internal/k8s/watcher';
 import { podEventsFromConfig } from '../../internal/k8s/events';
 
@@ -34,8 +37,12 @@ export interface Runtime {
   connect: Listening | null;
   sni: Listening | null;
   admin: AdminServer | null;
-  /** Every decision, in order (also logged and counted). */
+  /** Every verdict, in order, as it is made (also counted). */
   onDecision(fn: (d: Decision) => void): void;
+  /** Every complete decision record, when its connection has closed (also logged). */
+  onRecord(fn: (d: Decision) => void): void;
+  /** This process's listeners (for forwarding-loop refusal); front doors started outside add theirs. */
+  ownListeners: OwnListeners;
   readiness(): { ready: boolean; detail: string };
   /** Stops listening; open connections may go on for `graceMs` (default 1000) before they are closed. */
   close(graceMs?: number): Promise<void>;
@@ -73,8 +80,10 @@ function readCerts(field: string, files: string[]): X509Certificate[] {
 export async function createRuntime(config: Config, opts: RuntimeOptions = {}): Promise<Runtime> {
   const logger = opts.logger ?? createLogger(config.log.level);
   const metrics = createMetrics();
-  const report = createReporter({ logger, metrics });
+  const reporter = createReporter({ logger, metrics });
   const listeners: ((d: Decision) => void)[] = [];
+  const recordListeners: ((d: Decision) => void)[] = [];
+  const ownListeners = new OwnListeners();
 
   const anchors = readCerts('trust.caFiles', config.trust.caFiles);
   if (config.trust.systemRoots) anchors.push(...tls.rootCertificates.map((pem) => new X509Certificate(pem)));
@@ -133,17 +142,23 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
     throw new Error(`interceptionCA (${config.interceptionCA.cert}, ${config.interceptionCA.key}): ${(err as Error).message}`);
   }
   const workloadCA = config.workloadCA.map((f, i) => readFor(`workloadCA[${i}]`, f));
-  // One SecureContext per minted leaf and version cap, holding the workload CAs for clientAuth.
+  // One SecureContext per minted leaf and version range, holding the workload CAs for clientAuth.
   const contexts = new WeakMap<MintedLeaf, Map<string, tls.SecureContext>>();
+  // One client SecureContext per identity and version floor: parsing a key per connection costs more than the handshake's own signature.
+  const upstreamContexts = new Map<string, tls.SecureContext>();
 
+  const destinations = addressPolicy(config.destinations);
   const ctx: EngineContext = {
     limits: config.limits,
     policy: (dest) => matchRule(config, dest),
+    destinations,
+    resolve: resolveOnce,
+    isOwnListener: (address, port) => ownListeners.has(address, port),
     leafContext: async (name, opts = {}) => {
       const leaf = await minter.mint(name);
       let byVersion = contexts.get(leaf);
       if (!byVersion) contexts.set(leaf, (byVersion = new Map()));
-      const key = opts.maxVersion ?? 'any';
+      const key = `${opts.minVersion ?? ''}-${opts.maxVersion ?? ''}`;
       let sc = byVersion.get(key);
       if (!sc) {
         sc = tls.createSecureContext({
@@ -151,19 +166,34 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
           key: leaf.keyPem,
           ...(workloadCA.length ? { ca: workloadCA } : {}),
           ...(opts.maxVersion ? { maxVersion: opts.maxVersion } : {}),
+          ...(opts.minVersion ? { minVersion: opts.minVersion } : {}),
         });
         byVersion.set(key, sc);
       }
       return sc;
     },
-    identities: new Map([...identities].map(([name, id]) => [name, { name, secureContextOptions: id.secureContextOptions }])),
+    upstreamContext: (identity: string | null, minVersion: MinTlsVersion) => {
+      const key = `${identity ?? ''}\0${minVersion}`;
+      let sc = upstreamContexts.get(key);
+      if (!sc) {
+        const id = identity ? identities.get(identity) : undefined;
+        sc = tls.createSecureContext({ ...(id?.secureContextOptions ?? {}), minVersion });
+        upstreamContexts.set(key, sc);
+      }
+      return sc;
+    },
+    identities: new Map([...identities].map(([name]) => [name, { name }])),
     anchors,
     workloadAnchors: readCerts('workloadCA', config.workloadCA),
     revocation: store,
-    report: (d) => {
-      report(d);
+    decided: (d) => {
+      reporter.decided(d);
       podEvents?.report(d);
       for (const fn of listeners) fn(d);
+    },
+    report: (d) => {
+      reporter.report(d);
+      for (const fn of recordListeners) fn(d);
     },
     now: () => new Date(),
     activeConnections: metrics.activeConnections,
@@ -181,13 +211,19 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
   let unregisterAdmin = (): void => undefined;
   let admin: AdminServer | null = null;
   if (opts.listen !== false) {
-    const listenOpts = { connectTimeoutMs: config.limits.connectTimeoutMs, maxConnections: config.limits.maxConnections, requestTimeoutMs: config.limits.handshakeTimeoutMs };
+    const listenOpts = {
+      connectTimeoutMs: config.limits.connectTimeoutMs,
+      maxConnections: config.limits.maxConnections,
+      maxConnectionsPerSource: config.limits.maxConnectionsPerSource,
+      requestTimeoutMs: config.limits.requestTimeoutMs,
+      onListening: (a: import('node:net').AddressInfo) => ownListeners.add(a),
+    };
     if (config.listen.connect) connect = await listenConnect(ctx, config.listen.connect, listenOpts);
     if (config.listen.sni) sni = await listenSni(ctx, config.listen.sni, { ...listenOpts, upstreamPort: config.listen.sniUpstreamPort });
     if (config.admin) {
       const { host, port } = parseHostPort(config.admin, 'admin');
       admin = await startAdminServer({ host, port, registry: metrics.registry, ready: readiness });
-      unregisterAdmin = registerOwnPort(admin.address.port); // a CONNECT to the admin port is a loop too
+      unregisterAdmin = ownListeners.add(admin.address); // a CONNECT to the admin port is a loop too
     }
   }
 
@@ -202,6 +238,8 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
     sni,
     admin,
     onDecision: (fn) => listeners.push(fn),
+    onRecord: (fn) => recordListeners.push(fn),
+    ownListeners,
     readiness,
     close: async (graceMs = 1000) => {
       store?.close();
@@ -213,4 +251,14 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
       unregisterAdmin();
     },
   };
+}
+
+/**
+ * One DNS resolution (the addresses in the resolver's order); names under `localhost.` are
+ * loopback whatever the resolver says (RFC 6761 §6.3), as curl and browsers treat them.
+ */
+async function resolveOnce(host: string): Promise<string[]> {
+  if (/(^|\.)localhost\.?$/i.test(host)) return ['127.0.0.1'];
+  const found = await dns.promises.lookup(host, { all: true, verbatim: true });
+  return found.map((a) => a.address);
 }

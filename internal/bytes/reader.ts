@@ -6,10 +6,13 @@
  * No copying: sub-readers and slices share the underlying buffer.
  */
 
-/** A malformed or truncated input. `code` is stable and machine-readable. */
+/**
+ * A malformed or truncated input. `code` is stable and machine-readable: `unexpected` is a
+ * well-formed unit in a place the protocol forbids it (a TLS `unexpected_message`).
+ */
 export class ParseError extends Error {
   constructor(
-    readonly code: 'truncated' | 'malformed' | 'too_large' | 'unsupported',
+    readonly code: 'truncated' | 'malformed' | 'too_large' | 'unsupported' | 'unexpected',
     message: string,
   ) {
     super(message);

@@ -20,10 +20,20 @@ export function defaultConfig(): ConfigDefaults {
     leaf: { validityHours: 24, cacheSize: 1000 },
     trust: { caFiles: [], systemRoots: false },
     revocation: { crlPaths: [], crlSigners: [], clockSkewSeconds: 300, watch: true },
+    destinations: { allow: [], deny: [] },
     identities: [],
     workloadCA: [],
-    limits: { maxHandshakeMessageBytes: 262144, handshakeTimeoutMs: 10000, connectTimeoutMs: 5000, maxBufferedBytes: 524288, maxConnections: 10000, shutdownGraceMs: 10000 },
-    defaults: { action: 'intercept', identity: null, revocation: 'hardFail', clientAuth: 'none', leafOnly: false, tls13: 'deny' },
+    limits: {
+      maxHandshakeMessageBytes: 262144,
+      handshakeTimeoutMs: 10000,
+      connectTimeoutMs: 5000,
+      maxBufferedBytes: 524288,
+      maxConnections: 10000,
+      maxConnectionsPerSource: 512,
+      requestTimeoutMs: 5000,
+      shutdownGraceMs: 10000,
+    },
+    defaults: { action: 'intercept', identity: null, revocation: 'hardFail', clientAuth: 'none', leafOnly: false, tls13: 'deny', minVersion: 'TLSv1.2' },
     rules: [],
     log: { level: 'info' },
     extproc: { listen: '127.0.0.1:9901', tls: null, closeMode: 'CLOSE', shutdownDeadlineMs: 10000, defaultPort: 443 },
@@ -56,6 +66,9 @@ export const DEV_PKI_FILES = {
   workloadCA: 'workload-ca.crt',
 } as const;
 
+/** Destinations `--dev` allows although they are not publicly routable: loopback. */
+export const DEV_ALLOWED_DESTINATIONS = ['127.0.0.0/8', '::1/128'] as const;
+
 /** Name of the proxy identity in the development configuration. */
 export const DEV_IDENTITY_NAME = 'default';
 
@@ -72,6 +85,8 @@ export function devConfig(dir: string): Config {
     interceptionCA: { cert: at(DEV_PKI_FILES.interceptionCACert), key: at(DEV_PKI_FILES.interceptionCAKey) },
     trust: { ...base.trust, caFiles: [at(DEV_PKI_FILES.trustCA)] },
     revocation: { ...base.revocation, crlPaths: [at(DEV_PKI_FILES.crl)] },
+    // The demo servers, and anything a developer runs beside the proxy, are on loopback.
+    destinations: { allow: [...DEV_ALLOWED_DESTINATIONS], deny: [] },
     identities: [
       { name: DEV_IDENTITY_NAME, cert: at(DEV_PKI_FILES.identityCert), key: at(DEV_PKI_FILES.identityKey) },
     ],

@@ -13,6 +13,7 @@ import path from 'node:path';
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import YAML, { isMap, isSeq, type Document, LineCounter } from 'yaml';
 import { defaultConfig } from './defaults';
+import { parseCidr } from './cidr';
 import { configSchema, EXPECTED_KEYWORD } from './schema';
 import type { Config, IdentityConfig } from './types';
 
@@ -357,11 +358,23 @@ function crossFieldProblems(value: unknown): RawProblem[] {
   };
   if (isPlainObject(value.defaults)) checkSettings(value.defaults, ['defaults']);
 
+  const checkCidrs = (list: unknown, at: Segments): void => {
+    if (!Array.isArray(list)) return;
+    list.forEach((c, j) => {
+      if (typeof c === 'string' && !parseCidr(c)) out.push({ segments: [...at, j], message: `"${c}" is not a CIDR (an IPv4 or IPv6 address, optionally /prefix within 32 or 128)` });
+    });
+  };
+  if (isPlainObject(value.destinations)) {
+    checkCidrs(value.destinations.allow, ['destinations', 'allow']);
+    checkCidrs(value.destinations.deny, ['destinations', 'deny']);
+  }
+
   const ruleNames = new Map<string, number>();
   const rules = Array.isArray(value.rules) ? value.rules : [];
   rules.forEach((rule: unknown, i) => {
     if (!isPlainObject(rule)) return;
     checkSettings(rule, ['rules', i]);
+    if (isPlainObject(rule.match)) checkCidrs(rule.match.cidr, ['rules', i, 'match', 'cidr']);
     if (typeof rule.name === 'string') {
       const first = ruleNames.get(rule.name);
       if (rule.name === 'default') {

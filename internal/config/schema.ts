@@ -30,6 +30,7 @@ export const ACTIONS = ['intercept', 'inspect', 'passthrough', 'deny'] as const;
 export const TLS13_POLICIES = ['deny', 'allowUnchecked', 'intercept'] as const;
 export const REVOCATION_POLICIES = ['hardFail', 'softFail'] as const;
 export const CLIENT_AUTH_MODES = ['none', 'optional', 'require'] as const;
+export const MIN_TLS_VERSIONS = ['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'] as const;
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
 /** The annotation keyword described above; load.ts registers it with ajv. */
@@ -59,7 +60,17 @@ const settingsProperties = {
   clientAuth: { enum: [...CLIENT_AUTH_MODES] },
   leafOnly: { type: 'boolean' },
   tls13: { enum: [...TLS13_POLICIES] },
+  minVersion: { enum: [...MIN_TLS_VERSIONS] },
 };
+
+const cidr = {
+  type: 'string',
+  minLength: 2,
+  maxLength: 64,
+  pattern: '^[0-9A-Fa-f:.]+(?:/[0-9]{1,3})?$',
+  [EXPECTED_KEYWORD]: 'a CIDR, e.g. 10.0.0.0/8 or fd00::/8',
+};
+const cidrs = { type: 'array', items: cidr, maxItems: 10_000 };
 
 export const configSchema = {
   $schema: 'http://json-schema.org/draft-07/schema#',
@@ -74,6 +85,7 @@ export const configSchema = {
     'leaf',
     'trust',
     'revocation',
+    'destinations',
     'identities',
     'workloadCA',
     'limits',
@@ -139,6 +151,12 @@ export const configSchema = {
         },
       },
     },
+    destinations: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['allow', 'deny'],
+      properties: { allow: cidrs, deny: cidrs },
+    },
     identities: {
       type: 'array',
       maxItems: 256,
@@ -163,7 +181,7 @@ export const configSchema = {
     limits: {
       type: 'object',
       additionalProperties: false,
-      required: ['maxHandshakeMessageBytes', 'handshakeTimeoutMs', 'connectTimeoutMs', 'maxBufferedBytes', 'maxConnections', 'shutdownGraceMs'],
+      required: ['maxHandshakeMessageBytes', 'handshakeTimeoutMs', 'connectTimeoutMs', 'maxBufferedBytes', 'maxConnections', 'maxConnectionsPerSource', 'requestTimeoutMs', 'shutdownGraceMs'],
       properties: {
         // Handshake message lengths are uint24 (RFC 8446 §4); below 4 KiB no real Certificate fits.
         maxHandshakeMessageBytes: { type: 'integer', minimum: 4096, maximum: 16777215 },
@@ -172,13 +190,15 @@ export const configSchema = {
         // Must hold a server flight up to a Certificate of maxHandshakeMessageBytes (checked in the engine too).
         maxBufferedBytes: { type: 'integer', minimum: 16384, maximum: 67108864 },
         maxConnections: { type: 'integer', minimum: 1, maximum: 1000000 },
+        maxConnectionsPerSource: { type: 'integer', minimum: 1, maximum: 1000000 },
+        requestTimeoutMs: { type: 'integer', minimum: 1, maximum: 600_000 },
         shutdownGraceMs: { type: 'integer', minimum: 0, maximum: 3600000 },
       },
     },
     defaults: {
       type: 'object',
       additionalProperties: false,
-      required: ['action', 'identity', 'revocation', 'clientAuth', 'leafOnly', 'tls13'],
+      required: ['action', 'identity', 'revocation', 'clientAuth', 'leafOnly', 'tls13', 'minVersion'],
       properties: settingsProperties,
     },
     rules: {
@@ -194,7 +214,7 @@ export const configSchema = {
             type: 'object',
             additionalProperties: false,
             minProperties: 1,
-            [EXPECTED_KEYWORD]: 'at least one of sni, port',
+            [EXPECTED_KEYWORD]: 'at least one of sni, port, cidr',
             properties: {
               sni: {
                 type: 'string',
@@ -203,6 +223,7 @@ export const configSchema = {
                 [EXPECTED_KEYWORD]: 'a host name glob, e.g. api.example.com, *.example.com or **.example.com',
               },
               port,
+              cidr: { ...cidrs, minItems: 1 },
             },
           },
           ...settingsProperties,

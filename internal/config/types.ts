@@ -9,6 +9,8 @@ export type Action = 'intercept' | 'inspect' | 'passthrough' | 'deny';
 export type Tls13Policy = 'deny' | 'allowUnchecked' | 'intercept';
 export type RevocationPolicy = 'hardFail' | 'softFail';
 export type ClientAuth = 'none' | 'optional' | 'require';
+/** Lowest TLS version a rule accepts from the server (and offers the workload), as Node names them. */
+export type MinTlsVersion = 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3';
 
 /** Per-destination settings; a rule overrides the defaults field by field. */
 export interface RuleSettings {
@@ -26,6 +28,11 @@ export interface RuleSettings {
    * `allowUnchecked` (relay, revocation `not_checked`) or `intercept` (switch to split TLS).
    */
   tls13: Tls13Policy;
+  /**
+   * Lowest protocol version accepted (default `TLSv1.2`): intercept offers nothing older upstream
+   * or downstream; inspect denies a ServerHello below it (`protocol_version`).
+   */
+  minVersion: MinTlsVersion;
 }
 
 export interface RuleMatch {
@@ -33,6 +40,8 @@ export interface RuleMatch {
   sni?: string;
   /** Destination TCP port. */
   port?: number;
+  /** CIDR ranges the dialled address must lie in (`10.1.0.0/16`, `2001:db8::/32`). */
+  cidr?: string[];
 }
 
 export interface Rule extends Partial<RuleSettings> {
@@ -84,6 +93,12 @@ export interface Config {
     /** CRLs from Kubernetes ConfigMaps written by `ca-proxy publish-crl` (docs/kubernetes.md); null = none. */
     kubernetes?: KubernetesCrlSource | null;
   };
+  /**
+   * The destination address policy (DESIGN.md "Egress policy"), checked against the address that is
+   * dialled: `deny` CIDRs are always refused, `allow` CIDRs are permitted, and other addresses that
+   * are not publicly routable (loopback, link-local, RFC 1918, …) are refused (`destination_not_allowed`).
+   */
+  destinations: { allow: string[]; deny: string[] };
   identities: IdentityConfig[];
   /** PEM bundles of CAs that sign workload certificates (clientAuth optional/require). */
   workloadCA: string[];
@@ -98,6 +113,10 @@ export interface Config {
     maxBufferedBytes: number;
     /** Most connections open at once per listener; further ones are refused at accept (like HAProxy `maxconn`). */
     maxConnections: number;
+    /** Most connections open at once per listener from one source address (so one client cannot hold the cap). */
+    maxConnectionsPerSource: number;
+    /** Deadline for the CONNECT request and for a complete ClientHello, from accept, milliseconds. */
+    requestTimeoutMs: number;
     /** On SIGTERM/SIGINT: how long open connections may go on after the listeners close, milliseconds. */
     shutdownGraceMs: number;
   };

@@ -10,6 +10,18 @@ import type { ChainResult } from '../pki/chain';
 
 export type RevocationStatus = 'good' | 'revoked' | 'unknown' | 'stale' | 'not_checked';
 
+/**
+ * How one peer's stream ended (DESIGN.md "Stream integrity"): `clean` with a TLS close_notify,
+ * `truncated` by a TCP FIN (or a TLS error) without one, `reset` by a TCP RST; `fin` for a TCP
+ * FIN on a stream ca-proxy relays without terminating it (passthrough, inspect: its TLS close,
+ * if any, passed through unread); `proxy` when ca-proxy ended it first (a denial, a timeout,
+ * shutdown).
+ */
+export type StreamEnd = 'clean' | 'truncated' | 'reset' | 'fin' | 'proxy';
+
+/** The rule action, or `none` for a connection refused before any rule applied (connection limit, bad request, timeout). */
+export type DecisionAction = Action | 'none';
+
 export interface Decision {
   /** ISO 8601 time the decision was made. */
   time: string;
@@ -17,9 +29,9 @@ export interface Decision {
   source: { address?: string; port?: number; pod?: string; namespace?: string; serviceAccount?: string };
   /** `host`: the name the front door was asked for (HTTP CONNECT authority); `address`: the IP dialled. */
   destination: { sni?: string; host?: string; address?: string; port?: number };
-  action: Action;
-  /** Name of the rule that matched, or `default`. */
-  rule: string;
+  action: DecisionAction;
+  /** Name of the rule that matched, `default`, or null when the connection was refused before any rule applied. */
+  rule: string | null;
   outcome: 'allow' | 'deny';
   reason: ReasonCode;
   /** Human-readable detail for the reason (an OpenSSL error, the field that failed). */
@@ -49,6 +61,12 @@ export interface Decision {
   workload?: { authenticated: boolean; certificateSha256?: string; error?: string };
   /** Milliseconds from the first ClientHello byte to the decision. */
   handshakeMs?: number;
+  /** Set when the connection closed: how each peer's stream ended. */
+  ends?: { workload: StreamEnd; server: StreamEnd | null };
+  /** Set when the connection closed: plaintext (intercept) or TLS (other actions) bytes relayed from each peer. */
+  bytes?: { fromWorkload: number; fromServer: number };
+  /** Set when the connection closed: milliseconds from accept to close. */
+  durationMs?: number;
 }
 
 /**

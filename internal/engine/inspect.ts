@@ -25,22 +25,26 @@
  *   warning (RFC 6101 §5.4.6), until each direction's ChangeCipherSpec. Then the decision
  *   (`allow`, reason `ok`) is made and the Session relays without parsing.
  *
- * Bounded: held bytes (both directions) ≤ `limits.maxBufferedBytes`, handshake messages ≤
+ * Refused whatever the chain: a version below the rule's `minVersion` (`protocol_version`) and
+ * export, NULL, anonymous and RC4 suites (`insufficient_security`).
+ *
+ * Bounded: bytes held in each direction ≤ `limits.maxBufferedBytes`, judged at record boundaries
+ * (so the same bytes give the same decision however TCP cut them), handshake messages ≤
  * `limits.maxHandshakeMessageBytes`, the whole handshake ≤ `limits.handshakeTimeoutMs`
  * (Session's timer calls `timeout()`); each breach is a decision and a clean close.
  */
 import { verifyServerChain, type ChainResult } from '../pki/chain';
 import { buildAlert, AlertDescription, AlertLevel, alertName } from '../tls/alert';
 import { ParseError } from '../bytes/reader';
-import { versionName, type ClientHello, type ServerHello } from '../tls/handshake';
+import { versionName, versionNumber, type ClientHello, type ServerHello } from '../tls/handshake';
 import type { RuleSettings } from '../config/types';
 import type { EngineContext } from './context';
 import { chainDecisionFields, type Decision } from './decision';
 import { chainVerdict, type FlowHost } from './flow';
 import { Reason, type ReasonCode } from './reasons';
-import { HandshakeObserver, type ObservedEvent } from './server-flight';
-import { alertFor } from './alerts';
-import { cipherSuiteName } from './cipher-suites';
+import { HandshakeObserver, type ObservedEvent } from './observer';
+import { alertFor, parseErrorAlert } from './alerts';
+import { cipherSuiteName, refusedCipherSuite } from './cipher-suites';
 
 /** What the Session offers to the inspect flow. */
 export interface InspectHost extends FlowHost {
@@ -150,7 +154,6 @@ export class Inspect {
       }
       if (!this.observe(this.client, chunk)) return;
       this.forwardWorkload();
-      if (!this.withinLimits()) return;
       this.maybeDecide();
     }
     if (end && !this.decided()) {
@@ -166,7 +169,6 @@ export class Inspect {
       if (this.state === 'Following') this.host.send('workload', chunk);
       else this.heldServer.push(chunk); // released (or dropped) by the event that ends the hold
       if (!this.observe(this.server, chunk)) return;
-      if (!this.withinLimits()) return;
       this.maybeDecide();
     }
     if (end && !this.decided()) {
@@ -204,7 +206,7 @@ export class Inspect {
     } catch (err) {
       if (!(err instanceof ParseError)) throw err;
       const tooLarge = err.code === 'too_large';
-      this.denyBoth(tooLarge ? Reason.handshakeTooLarge : Reason.malformedHandshake, `${obs.side}: ${err.message}`, tooLarge ? AlertDescription.record_overflow : AlertDescription.decode_error);
+      this.denyBoth(tooLarge ? Reason.handshakeTooLarge : Reason.malformedHandshake, `${obs.side}: ${err.message}`, parseErrorAlert(err));
       return false;
     }
     for (const ev of events) {
@@ -215,6 +217,9 @@ export class Inspect {
 
   private onClient(ev: ObservedEvent): boolean {
     switch (ev.kind) {
+      case 'record':
+        // Workload bytes are held only while they may not pass yet (tls13: intercept).
+        return this.withinLimit('workload', ev.end - this.workloadSent);
       case 'clientHello':
         // The ClientHello may pass even while later workload bytes are held.
         if (this.workloadMayPass === 0) this.workloadMayPass = ev.end;
@@ -242,6 +247,9 @@ export class Inspect {
 
   private onServer(ev: ObservedEvent): boolean {
     switch (ev.kind) {
+      case 'record':
+        // Every server byte is held until the chain has passed (nothing is forwarded before).
+        return this.state === 'Following' || this.withinLimit('server', ev.end);
       case 'serverHello':
         return this.onServerHello(ev.hello);
       case 'certificate':
@@ -252,7 +260,7 @@ export class Inspect {
         return true;
       case 'serverHelloDone':
         if (this.state === 'AwaitCertificate') {
-          this.denyBoth(Reason.badServerCertificate, 'server finished its flight without a Certificate (anonymous key exchange)', AlertDescription.handshake_failure);
+          this.denyBoth(Reason.serverCertificateMissing, 'server finished its flight without a Certificate (anonymous key exchange)', AlertDescription.handshake_failure);
           return false;
         }
         return true;
@@ -296,6 +304,15 @@ export class Inspect {
     };
     // A HelloRetryRequest always selects TLS 1.3 (RFC 8446 §4.1.4), so it decides as a ServerHello would.
     if (hello.isHelloRetryRequest || hello.selectedVersion >= 0x0304) return this.onTls13(hello.isHelloRetryRequest);
+    if (hello.selectedVersion < versionNumber(this.settings.minVersion)) {
+      this.denyBoth(Reason.protocolVersion, `server chose ${versionName(hello.selectedVersion)}; rule ${this.host.partial.rule ?? 'default'} has minVersion ${this.settings.minVersion}`, AlertDescription.protocol_version);
+      return false;
+    }
+    const weak = refusedCipherSuite(hello.cipherSuite);
+    if (weak) {
+      this.denyBoth(Reason.insufficientSecurity, `server chose ${cipherSuiteName(hello.cipherSuite)}, ${weak}`, AlertDescription.insufficient_security);
+      return false;
+    }
     this.state = 'AwaitCertificate';
     return true;
   }
@@ -387,15 +404,12 @@ export class Inspect {
     this.host.deny(reason, detail, this.workloadPlaintext ? alert : null, this.extras());
   }
 
-  private withinLimits(): boolean {
-    if (this.state === 'Done') return false;
-    const held = this.heldServer.bytes + this.heldWorkload.bytes + this.client.buffered + this.server.buffered;
+  /** `held` bytes of `side` are waiting at a record boundary: within limits.maxBufferedBytes, or denied. */
+  private withinLimit(side: 'workload' | 'server', held: number): boolean {
     const max = this.ctx.limits.maxBufferedBytes;
-    if (held > max) {
-      this.denyBoth(Reason.handshakeTooLarge, `${held} bytes held before a decision (limits.maxBufferedBytes ${max})`, AlertDescription.record_overflow);
-      return false;
-    }
-    return true;
+    if (held <= max) return true;
+    this.denyBoth(Reason.handshakeTooLarge, `${held} ${side} bytes held before a decision (limits.maxBufferedBytes ${max})`, AlertDescription.record_overflow);
+    return false;
   }
 
   // ───────────────────────────── bytes ─────────────────────────────

@@ -5,18 +5,23 @@
  * Rules are tried in order and the first match wins. A rule's `match.sni` is a glob on DNS
  * labels: `*` matches exactly one label, `**` one or more labels, any other label matches
  * itself; comparison is ASCII case-insensitive (SNI host names are A-labels, RFC 6066 §3) and
- * a trailing dot on either side is ignored. A rule with both `sni` and `port` needs both.
+ * a trailing dot on either side is ignored. `match.port` is the destination port and
+ * `match.cidr` the address that is dialled (DESIGN.md "Egress policy"). A rule with several
+ * match fields needs all of them.
  */
 import type { Config, Rule, RuleSettings } from '../config/types';
+import { CidrSet } from '../config/cidr';
 
 /** Name reported for connections no rule matched (`Decision.rule`). */
 export const DEFAULT_RULE_NAME = 'default';
 
 export interface Destination {
-  /** server_name from the ClientHello (or the CONNECT host); null/undefined when absent. */
+  /** The host name: server_name from the ClientHello, or the name the front door dials when there is none; null/undefined when neither. */
   sni?: string | null;
   /** Destination TCP port. */
   port?: number | null;
+  /** The address that is dialled (an IP literal), once known. */
+  address?: string | null;
 }
 
 export interface MatchedRule {
@@ -36,12 +41,20 @@ export function matchRule(config: Pick<Config, 'rules' | 'defaults'>, dest: Dest
   return { name: DEFAULT_RULE_NAME, settings: { ...config.defaults } };
 }
 
+/** Compiled `match.cidr` sets, per rule object (rules are immutable once loaded). */
+const cidrSets = new WeakMap<Rule, CidrSet>();
+
 function ruleMatches(rule: Rule, dest: Destination): boolean {
-  const { sni, port } = rule.match;
-  // A match with neither field is rejected by the schema; never let it match everything.
-  if (sni === undefined && port === undefined) return false;
+  const { sni, port, cidr } = rule.match;
+  // A match with no field is rejected by the schema; never let it match everything.
+  if (sni === undefined && port === undefined && cidr === undefined) return false;
   if (port !== undefined && dest.port !== port) return false;
   if (sni !== undefined && (dest.sni === null || dest.sni === undefined || !sniGlobMatches(sni, dest.sni))) return false;
+  if (cidr !== undefined) {
+    let set = cidrSets.get(rule);
+    if (!set) cidrSets.set(rule, (set = new CidrSet(cidr, 'match.cidr')));
+    if (!dest.address || !set.has(dest.address)) return false;
+  }
   return true;
 }
 
@@ -54,6 +67,7 @@ function settingsOf(rule: Rule, defaults: RuleSettings): RuleSettings {
     clientAuth: rule.clientAuth ?? defaults.clientAuth,
     leafOnly: rule.leafOnly ?? defaults.leafOnly,
     tls13: rule.tls13 ?? defaults.tls13,
+    minVersion: rule.minVersion ?? defaults.minVersion,
   };
 }
 

@@ -55,6 +55,28 @@ export const Reason = {
   downstreamHandshakeFailed: 'downstream_handshake_failed',
   /** A peer closed the connection before the handshake completed. */
   peerClosed: 'peer_closed',
+  /** The ClientHello's server_name does not name the host the front door dials (CONNECT host, or, for passthrough to an address, none of the SNI's addresses). */
+  sniMismatch: 'sni_mismatch',
+  /** The ClientHello's server_name is not a usable host name (over 253 octets, empty label, non-ASCII), or an IP literal under passthrough, which would forward it. */
+  invalidSni: 'invalid_sni',
+  /** The address that would be dialled is refused by the destination policy (not publicly routable, or in `destinations.deny`). */
+  destinationNotAllowed: 'destination_not_allowed',
+  /** The destination is one of ca-proxy's own listeners. */
+  forwardingLoop: 'forwarding_loop',
+  /** Refused at accept: `limits.maxConnections` connections are open on the listener. */
+  connectionLimit: 'connection_limit',
+  /** Refused at accept: `limits.maxConnectionsPerSource` connections are open from this source address. */
+  sourceConnectionLimit: 'source_connection_limit',
+  /** The front door's request was malformed (an HTTP request that is not a valid CONNECT). */
+  badRequest: 'bad_request',
+  /** The CONNECT request, or a complete ClientHello, did not arrive within `limits.requestTimeoutMs`. */
+  requestTimeout: 'request_timeout',
+  /** The negotiated protocol version is below the rule's `minVersion`. */
+  protocolVersion: 'protocol_version',
+  /** The server chose a cipher suite ca-proxy refuses (export, NULL, anonymous, RC4). */
+  insufficientSecurity: 'insufficient_security',
+  /** The server finished its handshake flight without a Certificate (e.g. an anonymous suite). */
+  serverCertificateMissing: 'server_certificate_missing',
   /** An unexpected internal error; the connection is closed, the process lives on. */
   internalError: 'internal_error',
 } as const;

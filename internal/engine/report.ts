@@ -5,7 +5,7 @@
  */
 import pino, { type DestinationStream, type Logger } from 'pino';
 import type { Config } from '../config/types';
-import { observeDecision, type Metrics } from '../metrics/registry';
+import { observeDecision, observeEnds, type Metrics } from '../metrics/registry';
 import type { Decision } from './decision';
 
 export type LogLevel = Config['log']['level'];
@@ -27,30 +27,44 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
 /** The part of a logger the reporter uses (a pino Logger fits). */
 export type DecisionLogger = Pick<Logger, 'info' | 'warn' | 'error'>;
 
-export type Reporter = (decision: Decision) => void;
+/** The two moments a decision is reported (EngineContext.decided and .report). */
+export interface Reporter {
+  /** The verdict: counted in the metrics at once. */
+  decided(decision: Decision): void;
+  /** The complete record at close: one JSON line, and how each side ended in the metrics. */
+  report(decision: Decision): void;
+}
 
 /**
- * Returns the function every front door calls once per connection: logs
- * `{"msg":"decision","decision":{...}}` at info for allow and warn for deny, and updates the
- * metrics. It never throws: reporting must not break the connection it reports on.
+ * The reporter every front door's sessions use: the verdict is counted when it is made, and
+ * the decision is logged once, when the connection has closed — like HAProxy's and Envoy's
+ * access logs — as `{"msg":"decision","decision":{...}}` at info for allow and warn for deny
+ * (a denied connection closes at once). It never throws: reporting must not break the
+ * connection it reports on.
  */
 export function createReporter(deps: { logger: DecisionLogger; metrics: Metrics }): Reporter {
   const { logger, metrics } = deps;
-  return (decision) => {
+  const guarded = (what: string, decision: Decision, fn: () => void): void => {
     try {
-      if (decision.outcome === 'deny') logger.warn({ decision }, 'decision');
-      else logger.info({ decision }, 'decision');
-    } catch {
-      // A failing log sink (closed stdout) has nowhere to report to; the metrics still count.
-    }
-    try {
-      observeDecision(metrics, decision);
+      fn();
     } catch (err) {
       try {
-        logger.error({ err, connectionId: decision.connectionId }, 'decision metrics update failed');
+        logger.error({ err, connectionId: decision.connectionId }, `decision ${what} failed`);
       } catch {
         // nothing left to tell
       }
     }
+  };
+  return {
+    decided: (decision) => guarded('metrics update', decision, () => observeDecision(metrics, decision)),
+    report: (decision) => {
+      try {
+        if (decision.outcome === 'deny') logger.warn({ decision }, 'decision');
+        else logger.info({ decision }, 'decision');
+      } catch {
+        // A failing log sink (closed stdout) has nowhere to report to; the metrics still count.
+      }
+      guarded('metrics update', decision, () => observeEnds(metrics, decision));
+    },
   };
 }

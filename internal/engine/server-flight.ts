@@ -1,247 +1,182 @@
 /**
- * Follows the server's plaintext handshake records on their way to the proxy's OpenSSL
- * client, record by record, so the engine can act *before* OpenSSL sees a message:
- * for TLS ≤ 1.2 the server's Certificate (RFC 5246 §7.4.2) and CertificateRequest
- * (§7.4.4) travel in clear, and checking the chain here means the proxy's own
- * certificate is never sent to a server whose certificate is revoked (Node's TLS client
- * would otherwise complete its flight, client certificate included, before reporting a
- * verification error). For TLS 1.3 only the ServerHello is readable; the watcher reports
- * it and stops.
+ * Reads the server's handshake flight on its way to the proxy's OpenSSL client, one record at a
+ * time, so the engine decides *before* OpenSSL acts on a message (DESIGN.md "Why the proxy
+ * terminates TLS": the server's chain is checked against the CRLs before the proxy presents
+ * anything):
  *
- * `HandshakeObserver` (below) follows either direction for inspect mode, where bytes are relayed
- * rather than handed to OpenSSL.
+ * - TLS ≤ 1.2: Certificate (RFC 5246 §7.4.2), CertificateRequest (§7.4.4) and ServerHelloDone
+ *   (§7.4.5) travel in clear.
+ * - TLS 1.3: after the ServerHello everything is protected under the server handshake traffic
+ *   keys (RFC 8446 §7.3), which OpenSSL derives when it reads the ServerHello and reports through
+ *   the key log; the caller hands them over with `setKeys()` and the watcher decrypts a copy of
+ *   each record to read EncryptedExtensions (ALPN), CertificateRequest, Certificate and Finished.
+ *
+ * The caller pulls records with `next()` so it can hand each one to OpenSSL (or not) before the
+ * next is read. The watcher is `done` after the server's last handshake message it needs (TLS 1.3
+ * Finished, TLS 1.2 ChangeCipherSpec); later bytes pass through untouched (`takeRest()`).
  */
-import { RecordReader, ContentType, type TlsRecord } from '../tls/record';
+import { RecordReader, ContentType, contentTypeName, type TlsRecord } from '../tls/record';
 import { ParseError } from '../bytes/reader';
+import { RecordProtection, type TrafficKeys } from '../tls/protection';
 import {
   HandshakeReader,
   HandshakeType,
-  parseClientHello,
   parseServerHello,
   parseCertificate,
+  parseEncryptedExtensions,
+  handshakeTypeName,
   type ServerHello,
 } from '../tls/handshake';
 
 export type FlightEvent =
   | { kind: 'serverHello'; hello: ServerHello }
-  | { kind: 'certificate'; chain: Buffer[] }
+  /** TLS 1.3: the server's ALPN choice (RFC 8446 §4.3.1). */
+  | { kind: 'encryptedExtensions'; alpn: string | null }
+  /** `bytes`: the Certificate message's length (OpenSSL refuses lists over its max_cert_list). */
+  | { kind: 'certificate'; chain: Buffer[]; bytes: number }
   | { kind: 'certificateRequest' }
-  /** TLS ≤ 1.2: the server's first flight is complete (RFC 5246 §7.4.5). */
-  | { kind: 'serverHelloDone' }
+  /** The end of the server's first flight: ServerHelloDone (TLS ≤ 1.2) or Finished (TLS 1.3). */
+  | { kind: 'flightEnd' }
   | { kind: 'alert'; level: number; description: number };
 
-/** One complete record and what it revealed. `events` are in message order. */
+/** One complete record and what it revealed, in message order. */
 export interface WatchedRecord {
   raw: Buffer;
+  type: number;
   events: FlightEvent[];
 }
 
 export class ServerFlightWatcher {
   private readonly records = new RecordReader();
   private readonly messages: HandshakeReader;
-  private version = 0;
-  /** True once the rest of the stream is encrypted (server CCS in TLS ≤ 1.2, or TLS 1.3). */
+  private readonly queue: TlsRecord[] = [];
+  private protection: RecordProtection | null = null;
+  /** The negotiated version from the ServerHello (0 before it). */
+  version = 0;
+  /** True once the rest of the stream is no longer the handshake the watcher reads. */
   done = false;
 
   constructor(maxMessageBytes: number) {
     this.messages = new HandshakeReader({ maxMessageBytes });
   }
 
-  /**
-   * Feeds bytes from the server. Returns the complete records with their events, and the
-   * bytes past the point where the watcher stopped (already encrypted: pass them on as-is).
-   * Throws ParseError on malformed input.
-   */
-  push(chunk: Buffer): { records: WatchedRecord[]; rest: Buffer | null } {
-    const out: WatchedRecord[] = [];
-    const records = this.records.push(chunk);
-    for (let i = 0; i < records.length; i++) {
-      const record = records[i]!;
-      out.push({ raw: record.raw, events: this.inspect(record) });
-      if (this.done) {
-        const later = records.slice(i + 1).map((r) => r.raw);
-        const pending = this.records.takePending();
-        if (pending.length) later.push(pending);
-        return { records: out, rest: later.length ? Buffer.concat(later) : null };
-      }
-    }
-    return { records: out, rest: null };
+  /** Frames the next bytes from the server. Throws ParseError on a malformed record header. */
+  push(chunk: Buffer): void {
+    if (this.done) throw new Error('ServerFlightWatcher: push after done (use takeRest)');
+    this.queue.push(...this.records.push(chunk));
   }
 
-  private inspect(record: TlsRecord): FlightEvent[] {
+  /** TLS 1.3: the server handshake traffic keys, once OpenSSL has read the ServerHello. */
+  setKeys(keys: TrafficKeys): void {
+    this.protection = new RecordProtection(keys);
+  }
+
+  get needsKeys(): boolean {
+    return this.version >= 0x0304 && !this.protection && this.queue.some((r) => r.type === ContentType.application_data);
+  }
+
+  /**
+   * The next complete record with its events, or null when none is waiting (or keys are needed).
+   * Throws ParseError on a malformed or misplaced message (code `unexpected` for RFC 8446 §5.1).
+   */
+  next(): WatchedRecord | null {
+    if (this.done || !this.queue.length || this.needsKeysFor(this.queue[0]!)) return null;
+    const record = this.queue.shift()!;
+    return { raw: record.raw, type: record.type, events: this.read(record) };
+  }
+
+  /** Bytes past the point where the watcher stopped: queued records and a partial one. */
+  takeRest(): Buffer | null {
+    const parts = this.queue.splice(0).map((r) => r.raw);
+    const pending = this.records.takePending();
+    if (pending.length) parts.push(pending);
+    return parts.length ? Buffer.concat(parts) : null;
+  }
+
+  /** Bytes framed but not yet returned by `next()` (held back from OpenSSL). */
+  get queuedBytes(): number {
+    let n = this.records.buffered;
+    for (const r of this.queue) n += r.raw.length;
+    return n;
+  }
+
+  private needsKeysFor(record: TlsRecord): boolean {
+    return this.version >= 0x0304 && record.type === ContentType.application_data && !this.protection;
+  }
+
+  private read(record: TlsRecord): FlightEvent[] {
+    if (record.type !== ContentType.handshake && this.messages.buffered > 0 && record.type !== ContentType.application_data) {
+      throw new ParseError('unexpected', `server: a ${contentTypeName(record.type)} record inside a split handshake message (RFC 8446 §5.1)`);
+    }
     switch (record.type) {
       case ContentType.change_cipher_spec:
-        // In TLS 1.3 a CCS is only middlebox-compatibility noise (RFC 8446 §D.4).
+        // In TLS 1.3 a CCS is middlebox-compatibility noise (RFC 8446 §D.4); in TLS 1.2 the end.
         if (this.version !== 0 && this.version <= 0x0303) this.done = true;
         return [];
       case ContentType.alert:
-        return record.fragment.length >= 2
-          ? [{ kind: 'alert', level: record.fragment[0]!, description: record.fragment[1]! }]
-          : [];
+        if (record.fragment.length !== 2) throw new ParseError('malformed', `server alert record of ${record.fragment.length} bytes`);
+        return [{ kind: 'alert', level: record.fragment[0]!, description: record.fragment[1]! }];
       case ContentType.handshake:
+        if (this.version >= 0x0304) throw new ParseError('unexpected', 'server: a plaintext handshake record after the TLS 1.3 ServerHello');
         return this.handshake(record.fragment);
       default:
-        // application data before the handshake ends: nothing we can read
-        this.done = true;
-        return [];
+        return this.protected(record);
     }
+  }
+
+  private protected(record: TlsRecord): FlightEvent[] {
+    if (this.version < 0x0304 || !this.protection) {
+      throw new ParseError('unexpected', 'server: application data before the handshake finished');
+    }
+    const inner = this.protection.open(record.raw);
+    if (inner.type === ContentType.alert) {
+      if (inner.content.length !== 2) throw new ParseError('malformed', `server alert of ${inner.content.length} bytes`);
+      return [{ kind: 'alert', level: inner.content[0]!, description: inner.content[1]! }];
+    }
+    if (inner.type !== ContentType.handshake) {
+      throw new ParseError('unexpected', `server: protected ${contentTypeName(inner.type)} before its Finished`);
+    }
+    return this.handshake(inner.content);
   }
 
   private handshake(fragment: Buffer): FlightEvent[] {
     const events: FlightEvent[] = [];
     for (const msg of this.messages.push(fragment)) {
-      if (msg.type === HandshakeType.server_hello) {
-        const hello = parseServerHello(msg.body);
-        events.push({ kind: 'serverHello', hello });
-        if (hello.isHelloRetryRequest) continue;
-        this.version = hello.selectedVersion;
-        if (this.version >= 0x0304) {
-          this.done = true;
+      if (this.done) throw new ParseError('unexpected', `server: ${handshakeTypeName(msg.type)} after its Finished`);
+      switch (msg.type) {
+        case HandshakeType.server_hello: {
+          const hello = parseServerHello(msg.body);
+          events.push({ kind: 'serverHello', hello });
+          if (!hello.isHelloRetryRequest) this.version = hello.selectedVersion;
+          if (this.version >= 0x0304 && this.messages.buffered > 0) {
+            // RFC 8446 §5.1: the key change after the ServerHello must fall on a record boundary.
+            throw new ParseError('unexpected', 'server: a handshake message spans the TLS 1.3 key change');
+          }
           break;
         }
-      } else if (msg.type === HandshakeType.certificate) {
-        events.push({ kind: 'certificate', chain: parseCertificate(msg.body, this.version).certificates });
-      } else if (msg.type === HandshakeType.certificate_request) {
-        events.push({ kind: 'certificateRequest' });
-      } else if (msg.type === HandshakeType.server_hello_done) {
-        events.push({ kind: 'serverHelloDone' });
+        case HandshakeType.encrypted_extensions:
+          events.push({ kind: 'encryptedExtensions', alpn: parseEncryptedExtensions(msg.body).alpn });
+          break;
+        case HandshakeType.certificate:
+          events.push({ kind: 'certificate', chain: parseCertificate(msg.body, this.version).certificates, bytes: msg.body.length });
+          break;
+        case HandshakeType.certificate_request:
+          events.push({ kind: 'certificateRequest' });
+          break;
+        case HandshakeType.server_hello_done:
+          events.push({ kind: 'flightEnd' });
+          break;
+        case HandshakeType.finished:
+          if (this.version >= 0x0304) {
+            events.push({ kind: 'flightEnd' });
+            this.done = true;
+          }
+          break;
+        default:
+          // ServerKeyExchange, CertificateVerify, CertificateStatus: OpenSSL checks them.
+          break;
       }
     }
     return events;
-  }
-}
-
-// ───────────────────────────── both directions, for inspect mode ─────────────────────────────
-
-/** What a HandshakeObserver saw, in stream order. `end` is the stream offset just past the record that carried it. */
-export type ObservedEvent = { end: number } & (
-  /** Every handshake message, before any event it causes: HandshakeType and body length. */
-  | { kind: 'message'; type: number; length: number }
-  | { kind: 'clientHello' }
-  | { kind: 'serverHello'; hello: ServerHello }
-  | { kind: 'certificate'; chain: Buffer[] }
-  | { kind: 'certificateRequest' }
-  | { kind: 'serverHelloDone' }
-  | { kind: 'alert'; level: number; description: number }
-  /** ChangeCipherSpec (TLS ≤ 1.2): everything after it in this direction is encrypted. */
-  | { kind: 'changeCipherSpec' }
-  /** An application_data record: encrypted from here on, unreadable. */
-  | { kind: 'encrypted' }
-);
-
-/**
- * Follows one direction of a relayed TLS connection (inspect mode) without holding its bytes:
- * the caller forwards or holds them; the observer only frames records (RFC 5246 §6.2.1) and
- * handshake messages (§7.4, messages split across records, several per record) and reports
- * what matters to the decision. It stops (`done`) at the first ChangeCipherSpec or encrypted
- * record of its direction, or when `stop()` is called (TLS 1.3 chosen); later input is ignored,
- * so it never buffers past that point.
- *
- * Bounded: at most one partial record (≤ 2^14 + 2048 + 5 bytes) and one partial handshake
- * message (≤ `maxMessageBytes`, rejected on its header) are held. Malformed input throws
- * ParseError ('malformed' | 'truncated' | 'too_large'); the observer is then failed.
- */
-export class HandshakeObserver {
-  private readonly records = new RecordReader();
-  private readonly messages: HandshakeReader;
-  /** Negotiated version, from the ServerHello (the caller tells the client side with `setVersion`). */
-  private version = 0;
-  /** Stream bytes fed so far. */
-  private offset = 0;
-  done = false;
-
-  /** @param side whose bytes these are; @param maxMessageBytes largest handshake message accepted */
-  constructor(
-    readonly side: 'client' | 'server',
-    maxMessageBytes: number,
-  ) {
-    this.messages = new HandshakeReader({ maxMessageBytes });
-  }
-
-  /** Bytes held for an incomplete record or handshake message. */
-  get buffered(): number {
-    return this.done ? 0 : this.records.buffered + this.messages.buffered;
-  }
-
-  /** The negotiated ProtocolVersion (Certificate layout depends on it: RFC 8446 §4.4.2 vs RFC 5246 §7.4.2). */
-  setVersion(v: number): void {
-    this.version = v;
-  }
-
-  /** Stop following this direction (its remaining bytes are relayed unread). */
-  stop(): void {
-    this.done = true;
-  }
-
-  /** Feeds the next bytes of this direction; returns what they completed. Throws ParseError. */
-  push(chunk: Buffer): ObservedEvent[] {
-    if (this.done) return [];
-    const events: ObservedEvent[] = [];
-    const start = this.offset;
-    const before = this.records.buffered;
-    this.offset += chunk.length;
-    // Where each completed record ends in the stream: the first one completes the bytes that
-    // were pending before this chunk, the others lie wholly in the chunk.
-    let end = start - before;
-    for (const record of this.records.push(chunk)) {
-      end += record.raw.length;
-      this.record(record, end, events);
-      if (this.done) break;
-    }
-    return events;
-  }
-
-  private record(record: TlsRecord, end: number, events: ObservedEvent[]): void {
-    switch (record.type) {
-      case ContentType.change_cipher_spec:
-        // In TLS 1.3 a CCS is middlebox-compatibility noise (RFC 8446 §D.4); inspect stops at the ServerHello anyway.
-        events.push({ kind: 'changeCipherSpec', end });
-        this.done = true;
-        return;
-      case ContentType.alert:
-        // RFC 5246 §7.2: a plaintext alert is exactly level + description.
-        if (record.fragment.length !== 2) throw new ParseError('malformed', `${this.side} alert record of ${record.fragment.length} bytes`);
-        events.push({ kind: 'alert', level: record.fragment[0]!, description: record.fragment[1]!, end });
-        return;
-      case ContentType.handshake:
-        for (const msg of this.messages.push(record.fragment)) {
-          this.message(msg.type, msg.body, end, events);
-          if (this.done) return;
-        }
-        return;
-      default:
-        events.push({ kind: 'encrypted', end });
-        this.done = true;
-    }
-  }
-
-  private message(type: number, body: Buffer, end: number, events: ObservedEvent[]): void {
-    events.push({ kind: 'message', type, length: body.length, end });
-    switch (type) {
-      case HandshakeType.client_hello:
-        if (this.side !== 'client') throw new ParseError('malformed', 'ClientHello from the server');
-        parseClientHello(body);
-        events.push({ kind: 'clientHello', end });
-        return;
-      case HandshakeType.server_hello: {
-        if (this.side !== 'server') throw new ParseError('malformed', 'ServerHello from the client');
-        const hello = parseServerHello(body);
-        if (!hello.isHelloRetryRequest) this.version = hello.selectedVersion;
-        events.push({ kind: 'serverHello', hello, end });
-        return;
-      }
-      case HandshakeType.certificate:
-        events.push({ kind: 'certificate', chain: parseCertificate(body, this.version || 0x0303).certificates, end });
-        return;
-      case HandshakeType.certificate_request:
-        if (this.side === 'server') events.push({ kind: 'certificateRequest', end });
-        return;
-      case HandshakeType.server_hello_done:
-        if (this.side === 'server') events.push({ kind: 'serverHelloDone', end });
-        return;
-      default:
-        // ServerKeyExchange, ClientKeyExchange, CertificateVerify, NewSessionTicket, ...: framed, not read.
-        return;
-    }
   }
 }

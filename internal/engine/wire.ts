@@ -1,18 +1,30 @@
 /**
  * The in-memory "wire" under one of the two OpenSSL sessions of intercept mode
  * (DESIGN.md "Why the proxy terminates TLS"): `tls.connect({socket: wire})` upstream and
- * `new tls.TLSSocket(wire, {isServer: true})` downstream.
+ * `new tls.TLSSocket(wire, {isServer: true})` downstream. Node runs OpenSSL over it through its
+ * JS stream wrapper, and everything OpenSSL does in response to `deliver()` — records read, events
+ * emitted, records written — happens synchronously inside that call, except that the wrapper
+ * confirms each write on the next event-loop turn (`setImmediate`) and only then hands OpenSSL's
+ * next pending output to `_write`. The wire makes that observable instead of guessed:
  *
- * - Bytes arriving from the network side are handed to OpenSSL with `deliver()`.
- * - Bytes OpenSSL writes come out through `onOutput`; while the wire is `held`, they
- *   are kept back instead (used to keep a TLS 1.3 client flight — and so the proxy's
- *   certificate — from the server until its chain has been checked), then either
- *   `release()`d or `discard()`ed.
- * - Backpressure: OpenSSL's write callback is delayed while more than `highWaterMark`
- *   bytes are waiting to be taken by the front door, so a slow peer slows OpenSSL
- *   instead of growing a queue without bound.
+ * - Bytes from the network peer go to OpenSSL with `deliver()`; its end with `deliverEnd()`.
+ * - Bytes OpenSSL writes come out through `onOutput`; while `held`, they are kept back instead
+ *   (the proxy's client flight until the workload has answered for itself; the downstream's last
+ *   flight until the upstream is done), then `release()`d or `discard()`ed.
+ * - `busy` is true while OpenSSL may still produce output without new input: a write whose
+ *   confirmation is pending, or input it has not read while it is reading. `'idle'` is emitted
+ *   when that ends. (When OpenSSL stops reading because its reader applies backpressure, the wire
+ *   is idle: nothing more comes until the peer's output is taken.)
+ * - How the peer ended (`'peerEnd'`, 'clean' | 'truncated'): OpenSSL reports end-of-stream on a
+ *   TLS close_notify and on a transport EOF alike; the wire tells them apart by whether OpenSSL's
+ *   end came before the transport's end reached it (`watch()` hooks the TLS socket).
+ * - Backpressure: OpenSSL's write confirmation is delayed while more than `highWaterMark` bytes
+ *   are waiting to be taken by the front door (`drained()`), so a slow peer slows OpenSSL.
  */
 import { Duplex } from 'node:stream';
+import type tls from 'node:tls';
+
+export type PeerEnd = 'clean' | 'truncated';
 
 export class Wire extends Duplex {
   private heldChunks: Buffer[] = [];
@@ -20,7 +32,10 @@ export class Wire extends Duplex {
   private pendingCallbacks: (() => void)[] = [];
   /** Bytes handed to `onOutput` and not yet acknowledged with `drained()`. */
   private unacked = 0;
-  private readRequested = true;
+  /** Writes confirmed to OpenSSL whose follow-up (the wrapper's next-turn `finishWrite`) has not run yet. */
+  private confirming = 0;
+  private transportEnded = false;
+  private peerEnded: PeerEnd | null = null;
 
   /**
    * @param onOutput receives every chunk OpenSSL writes (not called while held)
@@ -31,18 +46,37 @@ export class Wire extends Duplex {
     private readonly highWaterMark = 256 * 1024,
   ) {
     super({ allowHalfOpen: true });
+    // Runs before Node's stream wrapper hands the EOF to OpenSSL (see `watch`).
+    this.prependListener('end', () => {
+      this.transportEnded = true;
+    });
   }
 
-  /** Bytes from the network peer for OpenSSL. Returns false when OpenSSL is not keeping up. */
-  deliver(chunk: Buffer): boolean {
-    if (this.destroyed || this.readableEnded) return false;
-    this.readRequested = false;
-    return this.push(chunk);
+  /**
+   * Follows the TLS socket over this wire to learn how the peer ended its stream. Must be called
+   * before the socket reads anything.
+   */
+  watch(socket: tls.TLSSocket): void {
+    const push = socket.push.bind(socket);
+    socket.push = (chunk: unknown, encoding?: BufferEncoding): boolean => {
+      if (chunk === null && this.peerEnded === null) {
+        // OpenSSL's end of stream. Before the transport's end reached it: a close_notify.
+        this.peerEnded = this.transportEnded ? 'truncated' : 'clean';
+        this.emit('peerEnd', this.peerEnded);
+      }
+      return push(chunk, encoding);
+    };
   }
 
-  /** True once OpenSSL has asked for more input since the last `deliver()`. */
-  get consumed(): boolean {
-    return this.readRequested || this.readableLength === 0;
+  /** How the peer ended its TLS stream, once it has. */
+  get peerEnd(): PeerEnd | null {
+    return this.peerEnded;
+  }
+
+  /** Bytes from the network peer for OpenSSL (processed before this returns, unless OpenSSL is not reading). */
+  deliver(chunk: Buffer): void {
+    if (this.destroyed || this.readableEnded || chunk.length === 0) return;
+    this.push(chunk);
   }
 
   /** The network peer half-closed. */
@@ -50,8 +84,18 @@ export class Wire extends Duplex {
     if (!this.destroyed && !this.readableEnded) this.push(null);
   }
 
+  /** OpenSSL may still produce output without new input (see the module comment). */
+  get busy(): boolean {
+    if (this.destroyed) return false;
+    return this.confirming > 0 || this.pendingCallbacks.length > 0 || (this.readableLength > 0 && !this.isPaused());
+  }
+
   hold(): void {
     this.held = true;
+  }
+
+  get holding(): boolean {
+    return this.held;
   }
 
   /** Stop holding and emit everything held back, in order. */
@@ -62,12 +106,12 @@ export class Wire extends Duplex {
     for (const c of chunks) this.emitOutput(c);
   }
 
-  /** The bytes held back so far (a view for inspection; still held). */
+  /** The bytes held back so far (still held). */
   heldBytes(): Buffer {
     return Buffer.concat(this.heldChunks);
   }
 
-  /** Drop what was held back (the flight must never reach the peer) and keep holding. */
+  /** Drop what was held back (it must never reach the peer) and keep holding. */
   discard(): void {
     this.heldChunks = [];
   }
@@ -75,10 +119,10 @@ export class Wire extends Duplex {
   /** The front door has sent `n` bytes it was given; may resume OpenSSL's writes. */
   drained(n: number): void {
     this.unacked = Math.max(0, this.unacked - n);
-    if (this.unacked <= this.highWaterMark) {
+    if (this.unacked <= this.highWaterMark && this.pendingCallbacks.length) {
       const cbs = this.pendingCallbacks;
       this.pendingCallbacks = [];
-      for (const cb of cbs) cb();
+      for (const cb of cbs) this.confirm(cb);
     }
   }
 
@@ -87,20 +131,31 @@ export class Wire extends Duplex {
     this.onOutput(chunk);
   }
 
+  /** Confirms a write to OpenSSL, and notes that its follow-up runs on the next turn. */
+  private confirm(cb: (err?: Error | null) => void): void {
+    this.confirming++;
+    cb();
+    // Queued after the wrapper's own setImmediate (FIFO), so it runs once finishWrite has.
+    setImmediate(() => {
+      this.confirming--;
+      if (!this.busy) this.emit('idle');
+    });
+  }
+
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     if (this.held) {
       this.heldChunks.push(chunk);
-      cb();
+      this.confirm(cb);
       return;
     }
     this.emitOutput(chunk);
     if (this.unacked > this.highWaterMark) this.pendingCallbacks.push(cb);
-    else cb();
+    else this.confirm(cb);
   }
 
   override _read(): void {
-    this.readRequested = true;
-    this.emit('readRequested');
+    // Input is pushed by deliver(); OpenSSL asking for more means it has read what was there.
+    if (!this.busy) this.emit('idle');
   }
 
   override _final(cb: (err?: Error | null) => void): void {
@@ -114,5 +169,6 @@ export class Wire extends Duplex {
     for (const c of cbs) c();
     this.heldChunks = [];
     cb(err);
+    this.emit('idle');
   }
 }

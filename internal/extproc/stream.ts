@@ -96,6 +96,8 @@ export class ProcessStream {
       connectionId: randomUUID(),
       source: {},
       destination: { address: address && net.isIP(address) ? address : undefined, port },
+      // Each request is answered with what its bytes caused (Envoy's per-direction lockstep).
+      lockstep: true,
       // Behind Envoy the upstream connection already exists (tcp_proxy to ORIGINAL_DST).
     });
     this.session.on('output', (to: Peer) => this.onOutput(to));

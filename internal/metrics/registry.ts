@@ -4,7 +4,7 @@
  * docs/metrics.md explains every metric and what to alert on.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { Decision, RevocationStatus } from '../engine/decision';
+import type { Decision, RevocationStatus, StreamEnd } from '../engine/decision';
 import type { CrlInfo } from '../pki/types';
 
 export type ConnectionLabels = 'action' | 'outcome' | 'reason';
@@ -28,12 +28,15 @@ export interface Metrics {
   crlReloads: Counter<'result'>;
   /** `ca_proxy_active_connections`: connections currently open (front doors inc/dec). */
   activeConnections: Gauge;
+  /** `ca_proxy_stream_ends_total{peer,end}`: how each peer's stream ended, per closed connection. */
+  streamEnds: Counter<'peer' | 'end'>;
 }
 
 /** Histogram buckets, seconds: 1 ms to 10 s (a handshake includes the upstream round trips). */
 export const HANDSHAKE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 const REVOCATION_RESULTS: readonly RevocationStatus[] = ['good', 'revoked', 'unknown', 'stale', 'not_checked'];
+const STREAM_ENDS: readonly StreamEnd[] = ['clean', 'truncated', 'reset', 'fin', 'proxy'];
 
 /**
  * A fresh registry with the ca-proxy metrics and the process metrics of `collectDefaultMetrics`
@@ -94,10 +97,17 @@ export function createMetrics(): Metrics {
       help: 'Connections currently open.',
       registers,
     }),
+    streamEnds: new Counter({
+      name: 'ca_proxy_stream_ends_total',
+      help: 'How each peer ended its stream, per closed connection: clean (close_notify), truncated (FIN or TLS error without close_notify), reset (RST), fin (relayed unread), proxy (ca-proxy closed it).',
+      labelNames: ['peer', 'end'] as const,
+      registers,
+    }),
   };
   for (const v of ['true', 'false']) metrics.certificateSubstitutions.inc({ workload_certificate: v }, 0);
   for (const r of REVOCATION_RESULTS) metrics.revocationChecks.inc({ result: r }, 0);
   for (const r of ['accepted', 'refused']) metrics.crlReloads.inc({ result: r }, 0);
+  for (const peer of ['workload', 'server']) for (const end of STREAM_ENDS) metrics.streamEnds.inc({ peer, end }, 0);
   collectDefaultMetrics({ register: registry });
   return metrics;
 }
@@ -119,6 +129,14 @@ export function observeDecision(metrics: Metrics, decision: Decision): void {
     metrics.certificateSubstitutions.inc({ workload_certificate: String(substitution.workloadCertificate === true) });
   }
   metrics.revocationChecks.inc({ result: decision.revocation?.status ?? 'not_checked' });
+}
+
+/** Counts how each peer's stream ended, once the connection has closed (a decision without `ends` counts nothing). */
+export function observeEnds(metrics: Metrics, decision: Decision): void {
+  const ends = decision.ends;
+  if (!ends) return;
+  metrics.streamEnds.inc({ peer: 'workload', end: ends.workload });
+  if (ends.server) metrics.streamEnds.inc({ peer: 'server', end: ends.server });
 }
 
 /**

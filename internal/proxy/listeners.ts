@@ -3,11 +3,22 @@
  * `HTTPS_PROXY=http://HOST:PORT` and `curl --proxy` work, and an SNI-routed TLS listener
  * that takes the destination from the ClientHello's server_name (RFC 6066 §3) and a fixed
  * upstream port. Both hand each connection to a Session through `serveConnection`.
+ *
+ * Every accepted socket ends in exactly one decision. The listeners themselves refuse, with
+ * action `none`: a connection over `limits.maxConnections` (`connection_limit`, like HAProxy's
+ * `maxconn`, but visible) or over `limits.maxConnectionsPerSource` from one address
+ * (`source_connection_limit`), so one client cannot hold the cap; a request that is not a valid
+ * CONNECT (`bad_request`, 400/405); a CONNECT request not complete within
+ * `limits.requestTimeoutMs` (`request_timeout`, 408); a client that leaves before asking
+ * (`peer_closed`).
  */
 import http from 'node:http';
 import net from 'node:net';
+import { randomUUID } from 'node:crypto';
 import type { EngineContext } from '../engine/context';
-import { registerOwnPort, serveConnection } from './pipe';
+import { Reason, type ReasonCode } from '../engine/reasons';
+import { reportRefusal } from '../engine/refusal';
+import { serveConnection } from './pipe';
 
 export interface Listening {
   /** Bound address, e.g. to learn an ephemeral port. */
@@ -28,19 +39,113 @@ export function parseHostPort(value: string, what: string): { host: string; port
 
 export interface ListenOptions {
   connectTimeoutMs: number;
-  /** Most open connections (`net.Server.maxConnections`); more are closed at accept. */
+  /** Most open connections on this listener; more are refused with a decision. */
   maxConnections: number;
+  /** Most open connections from one source address. */
+  maxConnectionsPerSource: number;
   /** A CONNECT request must arrive whole within this, milliseconds (slowloris). */
   requestTimeoutMs: number;
+  /** Told the bound port (so the process knows its own listeners: forwarding loops). */
+  onListening?: (address: net.AddressInfo) => () => void;
 }
 
+/** Admission of accepted sockets: the global and per-source caps, and the one-decision bookkeeping. */
+class Admission {
+  readonly open = new Set<net.Socket>();
+  private readonly perSource = new Map<string, number>();
+
+  constructor(
+    private readonly ctx: EngineContext,
+    private readonly opts: ListenOptions,
+  ) {}
+
+  /** Admits `socket` or refuses it (decision reported, socket closed by `refuse`). */
+  admit(socket: net.Socket, refuse: (reason: ReasonCode, detail: string) => void): boolean {
+    const source = socket.remoteAddress ?? 'unknown';
+    if (this.open.size >= this.opts.maxConnections) {
+      refuse(Reason.connectionLimit, `${this.open.size} connections open on this listener (limits.maxConnections ${this.opts.maxConnections})`);
+      return false;
+    }
+    const n = this.perSource.get(source) ?? 0;
+    if (n >= this.opts.maxConnectionsPerSource) {
+      refuse(Reason.sourceConnectionLimit, `${n} connections open from ${source} (limits.maxConnectionsPerSource ${this.opts.maxConnectionsPerSource})`);
+      return false;
+    }
+    this.open.add(socket);
+    this.perSource.set(source, n + 1);
+    socket.once('close', () => {
+      this.open.delete(socket);
+      const left = (this.perSource.get(source) ?? 1) - 1;
+      if (left > 0) this.perSource.set(source, left);
+      else this.perSource.delete(source);
+    });
+    return true;
+  }
+
+  /** Reports a refusal of `socket` (once per socket). */
+  report(socket: net.Socket, reason: ReasonCode, detail: string, startedAt: number, destination?: { host?: string; port?: number }): void {
+    reportRefusal(this.ctx, {
+      connectionId: randomUUID(),
+      source: { address: socket.remoteAddress, port: socket.remotePort },
+      ...(destination ? { destination } : {}),
+      reason,
+      detail,
+      startedAt,
+    });
+  }
+}
+
+const STATUS: Partial<Record<ReasonCode, string>> = {
+  [Reason.badRequest]: '400 Bad Request',
+  [Reason.requestTimeout]: '408 Request Timeout',
+  [Reason.connectionLimit]: '503 Service Unavailable',
+  [Reason.sourceConnectionLimit]: '429 Too Many Requests',
+};
+
 export async function listenConnect(ctx: EngineContext, bind: string, opts: ListenOptions): Promise<Listening> {
-  const open = new Set<net.Socket>();
+  const admission = new Admission(ctx, opts);
+  /** Sockets whose one decision is still owed by this listener (no Session took them yet), with their accept time. */
+  const owed = new Map<net.Socket, number>();
+  /** Takes over the decision of `socket`; false when it was already made. */
+  const settle = (socket: net.Socket): number | undefined => {
+    const at = owed.get(socket);
+    owed.delete(socket);
+    return at;
+  };
+  const refuse = (socket: net.Socket, reason: ReasonCode, detail: string): void => {
+    const startedAt = settle(socket);
+    if (startedAt === undefined) {
+      socket.destroy(); // its decision was made already
+      return;
+    }
+    admission.report(socket, reason, detail, startedAt);
+    const status = STATUS[reason] ?? '400 Bad Request';
+    if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${detail}\n`);
+    else socket.destroy();
+  };
+
   // Node checks these timeouts every connectionsCheckingInterval (30 s by default): check often
   // enough that a silent client is closed near requestTimeoutMs, not half a minute later.
-  const server = http.createServer({ requestTimeout: opts.requestTimeoutMs, headersTimeout: opts.requestTimeoutMs, connectionsCheckingInterval: Math.min(1000, opts.requestTimeoutMs) }, (req, res) => {
-    res.writeHead(405, { 'content-type': 'text/plain', allow: 'CONNECT' });
-    res.end('ca-proxy is an HTTPS proxy: send CONNECT host:port (set HTTPS_PROXY to this address).\n');
+  const server = http.createServer(
+    { requestTimeout: opts.requestTimeoutMs, headersTimeout: opts.requestTimeoutMs, connectionsCheckingInterval: Math.min(1000, opts.requestTimeoutMs) },
+    (req, res) => {
+      const socket = req.socket;
+      const startedAt = settle(socket);
+      if (startedAt === undefined) return void res.destroy();
+      admission.report(socket, Reason.badRequest, `${req.method} is not CONNECT`, startedAt);
+      res.writeHead(405, { 'content-type': 'text/plain', allow: 'CONNECT', connection: 'close' });
+      res.end('ca-proxy is an HTTPS proxy: send CONNECT host:port (set HTTPS_PROXY to this address).\n');
+    },
+  );
+  server.on('connection', (socket: net.Socket) => {
+    const startedAt = performance.now();
+    owed.set(socket, startedAt);
+    socket.on('error', () => undefined);
+    socket.once('close', () => {
+      // Left before asking for anything: still one decision.
+      if (settle(socket) !== undefined) admission.report(socket, Reason.peerClosed, 'closed before sending a CONNECT request', startedAt);
+    });
+    if (!admission.admit(socket, (reason, detail) => refuse(socket, reason, detail))) return;
   });
   server.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
     let target;
@@ -48,45 +153,52 @@ export async function listenConnect(ctx: EngineContext, bind: string, opts: List
       target = parseHostPort(req.url ?? '', 'CONNECT target');
       if (target.port === 0) throw new Error('CONNECT target: port 0 is not a destination');
     } catch (err) {
-      socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${(err as Error).message}\n`);
+      refuse(socket, Reason.badRequest, (err as Error).message);
       return;
     }
-    socket.on('error', () => undefined);
+    if (settle(socket) === undefined) return void socket.destroy();
     socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-    open.add(socket);
-    serveConnection(ctx, socket, target, { connectTimeoutMs: opts.connectTimeoutMs, head, onClose: () => open.delete(socket) });
-    socket.once('close', () => open.delete(socket));
+    // From here the Session owns the connection's decision.
+    serveConnection(ctx, socket, target, { connectTimeoutMs: opts.connectTimeoutMs, head });
   });
-  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
-    if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\n\r\n`);
-    else socket.destroy();
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => {
+    const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+    if (timeout) refuse(socket, Reason.requestTimeout, `no complete CONNECT request within ${opts.requestTimeoutMs} ms`);
+    else if (err.code === 'ECONNRESET' || !socket.writable) {
+      const startedAt = settle(socket);
+      if (startedAt !== undefined) admission.report(socket, Reason.peerClosed, `closed before sending a complete CONNECT request (${err.code ?? err.message})`, startedAt);
+      socket.destroy();
+    } else refuse(socket, Reason.badRequest, `malformed HTTP request: ${err.code ?? err.message}`);
   });
-  return listen(server, bind, open, opts.maxConnections);
+  return listen(server, bind, admission.open, opts);
 }
 
 export async function listenSni(ctx: EngineContext, bind: string, opts: ListenOptions & { upstreamPort: number }): Promise<Listening> {
-  const open = new Set<net.Socket>();
+  const admission = new Admission(ctx, opts);
   const server = net.createServer({ allowHalfOpen: true }, (socket) => {
-    open.add(socket);
+    const startedAt = performance.now();
     socket.on('error', () => undefined);
-    serveConnection(ctx, socket, { port: opts.upstreamPort }, { connectTimeoutMs: opts.connectTimeoutMs, onClose: () => open.delete(socket) });
-    socket.once('close', () => open.delete(socket));
+    const admitted = admission.admit(socket, (reason, detail) => {
+      admission.report(socket, reason, detail, startedAt, { port: opts.upstreamPort });
+      socket.destroy();
+    });
+    if (!admitted) return;
+    serveConnection(ctx, socket, { port: opts.upstreamPort }, { connectTimeoutMs: opts.connectTimeoutMs });
   });
-  return listen(server, bind, open, opts.maxConnections);
+  return listen(server, bind, admission.open, opts);
 }
 
-function listen(server: net.Server, bind: string, open: Set<net.Socket>, maxConnections: number): Promise<Listening> {
+function listen(server: net.Server, bind: string, open: Set<net.Socket>, opts: ListenOptions): Promise<Listening> {
   const { host, port } = parseHostPort(bind, 'listen address');
-  server.maxConnections = maxConnections;
   return new Promise((resolve, reject) => {
     server.once('error', (err) => reject(new Error(`cannot listen on ${bind}: ${err.message}`)));
     server.listen(port, host, () => {
       server.removeAllListeners('error');
-      const unregister = registerOwnPort((server.address() as net.AddressInfo).port);
-      server.once('close', unregister);
+      const address = server.address() as net.AddressInfo;
+      const unregister = opts.onListening?.(address);
+      if (unregister) server.once('close', unregister);
       resolve({
-        address: server.address() as net.AddressInfo,
+        address,
         connections: () => open.size,
         close: (graceMs = 5000) =>
           new Promise<void>((done) => {

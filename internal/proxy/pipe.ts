@@ -1,46 +1,22 @@
 /**
  * Binds a Session to real sockets: the workload's socket (accepted by a listener) and the
- * server's socket (dialled when the session asks for it). The only place where sockets,
- * backpressure and FIN/RST meet the engine in the standalone front door.
+ * server's socket (dialled at exactly the address the session routed to). The only place where
+ * sockets, backpressure and FIN/RST meet the engine in the standalone front door.
+ *
+ * Ends are mirrored: a FIN is fed to the session as end-of-stream (the engine decides whether the
+ * TLS stream inside ended cleanly), a reset is reported with `peerReset`, and the session's own
+ * close is a FIN (`reset: false`, after the queued bytes) or a RST.
  */
 import net from 'node:net';
 import { randomUUID } from 'node:crypto';
-import { Session, type Peer } from '../engine/session';
+import { Session, type Peer, type UpstreamTarget } from '../engine/session';
 import type { EngineContext } from '../engine/context';
 
 /** How long a gracefully closed socket may stay half-open before it is destroyed, ms. */
 const LINGER_MS = 2000;
 
-/**
- * Names under `localhost.` are loopback (RFC 6761 §6.3), whatever the resolver says — as curl
- * and browsers treat them; the demo servers are reached as `good.demo.localhost`.
- */
-export function dialHost(host: string): string {
-  return /(^|\.)localhost\.?$/i.test(host) ? '127.0.0.1' : host;
-}
-
-/** TCP ports this process listens on (both front doors register theirs), for loop detection. */
-const ownPorts = new Set<number>();
-
-export function registerOwnPort(port: number): () => void {
-  ownPorts.add(port);
-  return () => ownPorts.delete(port);
-}
-
-/**
- * Whether a dialled socket came back to one of this process's listeners: its peer port is one of
- * ours and its peer address is this host's side of the socket (or loopback). A CONNECT to the
- * proxy itself, or an SNI listener whose upstream port is its own, would otherwise multiply
- * connections until descriptors run out.
- */
-function isOwnListener(sock: net.Socket): boolean {
-  if (!sock.remotePort || !ownPorts.has(sock.remotePort)) return false;
-  const loopback = (a?: string) => !!a && (/^127\./.test(a) || a === '::1' || /^::ffff:127\./.test(a));
-  return sock.remoteAddress === sock.localAddress || loopback(sock.remoteAddress);
-}
-
 export interface Destination {
-  /** Host name (CONNECT authority) or undefined when the SNI will tell. */
+  /** Host name or IP literal the workload asked for (CONNECT authority); undefined when the SNI will tell. */
   host?: string;
   port: number;
 }
@@ -54,14 +30,14 @@ export function serveConnection(
   ctx: EngineContext,
   workload: net.Socket,
   dest: Destination,
-  opts: { connectTimeoutMs: number; head?: Buffer; onClose?: () => void },
+  opts: { connectTimeoutMs: number; head?: Buffer; connectionId?: string; onClose?: () => void },
 ): Session {
   const sockets: Record<Peer, net.Socket | null> = { workload, server: null };
   const waitingDrain: Record<Peer, boolean> = { workload: false, server: false };
   let closing = false;
 
   const session = new Session(ctx, {
-    connectionId: randomUUID(),
+    connectionId: opts.connectionId ?? randomUUID(),
     source: { address: workload.remoteAddress, port: workload.remotePort },
     destination: { host: dest.host, address: net.isIP(dest.host ?? '') ? dest.host : undefined, port: dest.port },
     openUpstream: (target) => openServer(target),
@@ -79,29 +55,17 @@ export function serveConnection(
     },
   });
 
-  function openServer(target: { host: string; port: number }): Promise<void> {
+  function openServer(target: UpstreamTarget): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      // The obvious loop (a loopback name and one of our ports) is refused before dialling, so no
-      // connection to ourselves is even opened; isOwnListener below catches the rest.
-      const host = dialHost(target.host);
-      if (ownPorts.has(target.port) && (/^127\./.test(host) || host === '::1')) {
-        reject(new Error(`${target.host}:${target.port} is this proxy's own listener (forwarding loop)`));
-        return;
-      }
+      // Exactly the address the session checked: no second lookup (DESIGN.md "Egress policy").
       // allowHalfOpen: a server's FIN ends only its direction; its last bytes still reach the workload.
-      const server = net.connect({ host, port: target.port, allowHalfOpen: true });
+      const server = net.connect({ host: target.address, port: target.port, allowHalfOpen: true });
       const timer = setTimeout(() => {
         server.destroy();
         reject(new Error(`connect timed out after ${opts.connectTimeoutMs} ms`));
       }, opts.connectTimeoutMs);
       server.once('connect', () => {
         clearTimeout(timer);
-        if (isOwnListener(server)) {
-          server.destroy();
-          reject(new Error(`${target.host}:${target.port} is this proxy's own listener (forwarding loop)`));
-          return;
-        }
-        session.partial.destination = { ...session.partial.destination, address: server.remoteAddress, port: server.remotePort };
         sockets.server = server;
         attach(server, 'server');
         flush('server');
@@ -123,10 +87,10 @@ export function serveConnection(
       });
     });
     sock.on('end', () => void session.feed(peer, Buffer.alloc(0), true));
-    sock.on('error', (err) => session.destroy(`${peer} socket: ${err.message}`));
+    sock.on('error', (err) => session.peerReset(peer, `${peer} socket: ${err.message}`));
     // A close without error follows a FIN each way, which the session has already seen.
     sock.on('close', (hadError) => {
-      if (hadError && !closing) session.destroy(`${peer} connection reset`);
+      if (hadError && !closing) session.peerReset(peer, `${peer} connection reset`);
       maybeDone();
     });
   }
@@ -147,8 +111,11 @@ export function serveConnection(
     }
   }
 
+  let done = false;
   function maybeDone(): void {
+    if (done) return;
     if (workload.destroyed && (!sockets.server || sockets.server.destroyed)) {
+      done = true;
       // Both sockets are gone, however they went: the session ends too (it may not have seen both FINs).
       session.destroy('connections closed');
       opts.onClose?.();

@@ -82,6 +82,12 @@ export function versionName(v: number): string {
   }
 }
 
+/** The ProtocolVersion of a name `versionName` returns ('TLSv1.2' → 0x0303); 0 for an unknown name. */
+export function versionNumber(name: string): number {
+  for (const v of [0x0300, 0x0301, 0x0302, 0x0303, 0x0304]) if (versionName(v) === name) return v;
+  return 0;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Framing
 // ---------------------------------------------------------------------------------------------
@@ -418,6 +424,35 @@ export function parseServerHello(body: Buffer): ServerHello {
     isHelloRetryRequest: random.equals(HELLO_RETRY_REQUEST_RANDOM),
     alpn,
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// EncryptedExtensions
+// ---------------------------------------------------------------------------------------------
+
+/** A parsed EncryptedExtensions (RFC 8446 §4.3.1): in TLS 1.3 the server's ALPN choice is here. */
+export interface EncryptedExtensions {
+  extensions: Extension[];
+  /** The single ALPN protocol selected (RFC 7301 §3.1), or null. */
+  alpn: string | null;
+}
+
+/**
+ * Parse an EncryptedExtensions body: `Extension extensions<0..2^16-1>`.
+ * @throws ParseError 'truncated' or 'malformed' (bad lengths, duplicates, ALPN not exactly one name)
+ */
+export function parseEncryptedExtensions(body: Buffer): EncryptedExtensions {
+  const r = new BoundedReader(body);
+  const extensions = readExtensions(r, 'EncryptedExtensions');
+  r.expectEnd('EncryptedExtensions');
+  let alpn: string | null = null;
+  const alpnExt = findExtension(extensions, ExtensionType.application_layer_protocol_negotiation);
+  if (alpnExt) {
+    const names = parseAlpnList(alpnExt.data);
+    if (names.length !== 1) throw new ParseError('malformed', `EncryptedExtensions ALPN: ${names.length} names, expected 1`);
+    alpn = names[0]!;
+  }
+  return { extensions, alpn };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -18,6 +18,12 @@ export const ContentType = {
 } as const;
 export type ContentTypeValue = (typeof ContentType)[keyof typeof ContentType];
 
+/** `change_cipher_spec`, `alert`, `handshake`, `application_data`, or `type N`. */
+export function contentTypeName(type: number): string {
+  const name = Object.entries(ContentType).find(([, v]) => v === type)?.[0];
+  return name ?? `type ${type}`;
+}
+
 /** Bytes in a record header: type(1) + version(2) + length(2). */
 export const RECORD_HEADER_BYTES = 5;
 

@@ -96,11 +96,16 @@ describe('the CONNECT port', () => {
     const res = await fetch(`${p.proxyUrl}/`);
     assert.equal(res.status, 405);
     assert.match(await res.text(), /CONNECT/);
+    const d = await p.nextDecision();
+    assert.deepEqual([d.action, d.rule, d.outcome, d.reason], ['none', null, 'deny', 'bad_request']);
   });
 
   test('a bad CONNECT target gets 400', async () => {
     const out = await send([Buffer.from('CONNECT nonsense HTTP/1.1\r\n\r\n')], false, Number(new URL(p.proxyUrl).port));
     assert.match(out.toString(), /^HTTP\/1\.1 400/);
+    const d = await p.nextDecision();
+    assert.deepEqual([d.action, d.reason], ['none', 'bad_request']);
+    assert.match(d.detail ?? '', /CONNECT target: expected HOST:PORT/);
   });
 
   test('an unreachable server: denied with upstream_connect_failed, the workload gets an alert', async () => {

@@ -91,6 +91,8 @@ export function worldConfig(w: World, over: { defaults?: Partial<RuleSettings>; 
       crlSigners: [w.pki.intermediate.certPath],
       watch: true,
     },
+    // The test servers are on loopback, which the destination policy refuses by default.
+    destinations: { allow: ['127.0.0.0/8', '::1/128'], deny: [] },
     identities: [{ name: 'upstream', cert: w.identity.certPath, key: w.identity.keyPath }],
     workloadCA: [w.pki.cas.get('workload-ca')!.certPath],
     limits: { ...base.limits, handshakeTimeoutMs: 5000 },

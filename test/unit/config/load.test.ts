@@ -38,8 +38,9 @@ describe('parseConfig: valid configurations', () => {
     assert.equal(c.admin, '127.0.0.1:9090');
     assert.deepEqual(c.leaf, { validityHours: 24, cacheSize: 1000 });
     assert.deepEqual(c.revocation, { crlPaths: [], crlSigners: [], clockSkewSeconds: 300, watch: true });
-    assert.deepEqual(c.limits, { maxHandshakeMessageBytes: 262144, handshakeTimeoutMs: 10000, connectTimeoutMs: 5000, maxBufferedBytes: 524288, maxConnections: 10000, shutdownGraceMs: 10000 });
-    assert.deepEqual(c.defaults, { action: 'intercept', identity: null, revocation: 'hardFail', clientAuth: 'none', leafOnly: false, tls13: 'deny' });
+    assert.deepEqual(c.limits, { maxHandshakeMessageBytes: 262144, handshakeTimeoutMs: 10000, connectTimeoutMs: 5000, maxBufferedBytes: 524288, maxConnections: 10000, maxConnectionsPerSource: 512, requestTimeoutMs: 5000, shutdownGraceMs: 10000 });
+    assert.deepEqual(c.destinations, { allow: [], deny: [] });
+    assert.deepEqual(c.defaults, { action: 'intercept', identity: null, revocation: 'hardFail', clientAuth: 'none', leafOnly: false, tls13: 'deny', minVersion: 'TLSv1.2' });
     assert.deepEqual(c.rules, []);
     assert.equal(c.log.level, 'info');
     assert.equal(c.trust.systemRoots, false);
@@ -82,7 +83,7 @@ log: {level: debug}
       { name: 'p12', pfx: '/etc/ca-proxy/id.p12', passphraseEnv: 'ID_PASS' },
     ]);
     assert.deepEqual(c.workloadCA, ['/etc/ca-proxy/workload.pem']);
-    assert.deepEqual(c.defaults, { action: 'intercept', identity: 'default', revocation: 'hardFail', clientAuth: 'optional', leafOnly: false, tls13: 'deny' });
+    assert.deepEqual(c.defaults, { action: 'intercept', identity: 'default', revocation: 'hardFail', clientAuth: 'optional', leafOnly: false, tls13: 'deny', minVersion: 'TLSv1.2' });
     // Rules keep only what they set: the policy merges them over defaults at match time.
     assert.deepEqual(c.rules[0], { name: 'bank', match: { sni: '**.bank.example' }, identity: 'p12', revocation: 'softFail' });
     assert.deepEqual(c.rules[1], { match: { port: 25 }, action: 'deny' });
@@ -176,7 +177,7 @@ describe('parseConfig: every problem, with its field path', () => {
 
   test('a rule must match on sni or port, and the sni must be a label glob', () => {
     const lines = problemsOf(`${MINIMAL}rules:\n  - match: {}\n  - match: {sni: "api*.example.com"}\n  - {action: deny}\n`);
-    assertProblem(lines, /^config\.yaml:3:12: rules\[0\]\.match: must set at least one of sni, port$/);
+    assertProblem(lines, /^config\.yaml:3:12: rules\[0\]\.match: must set at least one of sni, port, cidr$/);
     assertProblem(lines, /^config\.yaml:4:18: rules\[1\]\.match\.sni: must be a host name glob/);
     assertProblem(lines, /^config\.yaml:5:5: rules\[2\]\.match: is required$/);
   });

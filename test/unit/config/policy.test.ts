@@ -139,7 +139,7 @@ rules:
     '/etc',
     'policy.yaml',
   );
-  const defaults: RuleSettings = { action: 'intercept', identity: 'corp', revocation: 'hardFail', clientAuth: 'none', leafOnly: false, tls13: 'deny' };
+  const defaults: RuleSettings = { action: 'intercept', identity: 'corp', revocation: 'hardFail', clientAuth: 'none', leafOnly: false, tls13: 'deny', minVersion: 'TLSv1.2' };
 
   test('unmatched connections get the defaults under the name "default"', () => {
     assert.deepEqual(matchRule(config, { sni: 'example.org', port: 443 }), { name: 'default', settings: defaults });

@@ -13,7 +13,7 @@ import { describe, test, beforeAll } from '@jest/globals';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { ContentType, HandshakeType, ParseError, MAX_RECORD_FRAGMENT_BYTES } from '../../../internal/tls';
-import { HandshakeObserver } from '../../../internal/engine/server-flight';
+import { HandshakeObserver } from '../../../internal/engine/observer';
 import { drive, handshake, nodeClientHello, record, serverHelloBody } from './support';
 
 const RUNS = Number(process.env.CA_PROXY_FUZZ_RUNS ?? 300);

@@ -178,19 +178,23 @@ describe('inspect: abuse limits end in a decision and a clean close', () => {
 
 captureSuite.describe('inspect: captured handshakes through the Session', () => {
   // The captured servers' chains (public CAs, long expired) are not under this test's (empty) trust bundle.
-  for (const [file, expect] of [
+  // minVersion TLSv1 lets the old captures reach the chain check; the default (TLSv1.2) refuses them first.
+  for (const [file, expect, minVersion] of [
+    ['arkime_openssl-ssl3.pcap', 'protocol_version', 'TLSv1.2'],
+    ['arkime_openssl-tls1_2-tls1.pcap', 'protocol_version', 'TLSv1.2'],
     ['arkime_openssl-tls1_2.pcap', 'untrusted_server'],
-    ['arkime_openssl-ssl3.pcap', 'untrusted_server'],
     ['zeek_client-certificate.pcap', 'untrusted_server'],
-    ['arkime_openssl-tls1_2-tls1.pcap', 'untrusted_server'],
+    // TLS 1.0 with RC4 (the captured server's choice): refused whatever the chain.
+    ['arkime_openssl-tls1_2-tls1.pcap', 'insufficient_security'],
     ['arkime_curl-enabled-tls13.pcap', 'tls13_not_inspectable'],
     ['zeek_hrr.pcap', 'tls13_not_inspectable'],
     ['zeek_tls-1.2-handshake-failure.pcap', 'upstream_handshake_failed'],
   ] as const) {
     for (const size of [1, 7, 1460, 1 << 20]) {
-      test(`${file} in chunks of ${size}: ${expect}; no Certificate byte reaches the workload`, async () => {
+      test(`${file} (minVersion ${minVersion ?? 'TLSv1'}) in chunks of ${size}: ${expect}; no Certificate byte reaches the workload`, async () => {
         const [s] = pcapTcpStreams(fs.readFileSync(`${CAPTURES}/${file}`));
-        const d = drive({});
+        // Dialled by address (as behind Envoy): the captured SNI names the certificate to check.
+        const d = drive({ minVersion: minVersion ?? 'TLSv1' }, {}, {}, { address: '127.0.0.1', port: 443 });
         // The workload's first flight (its ClientHello), then the server's bytes.
         await feedChunks(d.session, 'workload', s!.clientBytes.subarray(0, 5 + s!.clientBytes.readUInt16BE(3)), size);
         await feedChunks(d.session, 'server', s!.serverBytes, size);

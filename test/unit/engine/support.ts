@@ -9,6 +9,7 @@ import type { EngineContext } from '../../../internal/engine/context';
 import type { Decision } from '../../../internal/engine/decision';
 import type { Config, RuleSettings } from '../../../internal/config/types';
 import { defaultConfig } from '../../../internal/config/defaults';
+import { addressPolicy } from '../../../internal/engine/destination';
 
 export interface Driven {
   session: Session;
@@ -21,22 +22,32 @@ export interface Driven {
   bytes(to: Peer): Buffer;
 }
 
-export function drive(settings: Partial<RuleSettings>, limits: Partial<Config['limits']> = {}, ctxOver: Partial<EngineContext> = {}): Driven {
+export function drive(
+  settings: Partial<RuleSettings>,
+  limits: Partial<Config['limits']> = {},
+  ctxOver: Partial<EngineContext> = {},
+  destination: { host?: string; address?: string; port?: number } = { host: 'srv.test', port: 443 },
+): Driven {
   const base = defaultConfig();
   const decisions: Decision[] = [];
   const ctx: EngineContext = {
     limits: { ...base.limits, ...limits },
     policy: () => ({ name: 'test', settings: { ...base.defaults, action: 'inspect', ...settings } }),
+    destinations: addressPolicy({ allow: ['127.0.0.0/8', '::1/128'], deny: [] }),
+    resolve: async (host) => (host.endsWith('.test') || host === 'localhost' ? ['127.0.0.1'] : Promise.reject(new Error(`${host}: not resolvable in this test`))),
+    isOwnListener: () => false,
+    upstreamContext: () => tls.createSecureContext({}),
     leafContext: () => Promise.reject(new Error('no interception CA in this test')),
     identities: new Map(),
     anchors: [],
     workloadAnchors: [],
     revocation: null,
-    report: (d) => decisions.push(d),
+    decided: (d) => decisions.push(d),
+    report: () => undefined,
     now: () => new Date(),
     ...ctxOver,
   };
-  const session = new Session(ctx, { connectionId: 'test', destination: { host: 'srv.test', port: 443 } });
+  const session = new Session(ctx, { connectionId: 'test', destination });
   const out: Record<Peer, Buffer[]> = { workload: [], server: [] };
   const ended: Record<Peer, boolean> = { workload: false, server: false };
   const drain = (to: Peer): void => {

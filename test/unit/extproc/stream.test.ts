@@ -22,7 +22,7 @@ let p: Processor;
 let client: grpc.Client;
 beforeAll(async () => {
   w = makeWorld();
-  p = await startProcessor(worldConfig(w, { rules: [{ name: 'pass', match: { sni: 'pass.example' }, action: 'passthrough' }] }));
+  p = await startProcessor(worldConfig(w, { rules: [{ name: 'pass', match: { sni: 'pass.localhost' }, action: 'passthrough' }] }));
   client = new (loadProtos().extProc)(p.grpc.address, grpc.credentials.createInsecure());
 });
 afterAll(async () => {
@@ -31,8 +31,11 @@ afterAll(async () => {
   w.cleanup();
 });
 
+/** A Process stream for a connection whose original destination is 127.0.0.1 (what Envoy < 1.40 can say in a header). */
 function open(): Call {
-  return (client as unknown as { Process(): Call }).Process();
+  const md = new grpc.Metadata();
+  md.set('x-ca-proxy-destination-address', '127.0.0.1');
+  return (client as unknown as { Process(md: grpc.Metadata): Call }).Process(md);
 }
 
 /** A real ClientHello from Node's TLS client for `servername`. */
@@ -85,7 +88,7 @@ describe('protocol errors end only their own stream', () => {
     assert.equal(s2.code, grpc.status.INVALID_ARGUMENT);
     assert.match(s2.details, /neither read_data nor write_data/);
 
-    const hello = await clientHello('pass.example');
+    const hello = await clientHello('pass.localhost');
     good.write({ read_data: { data: hello } });
     const res = await next(good);
     assert.deepEqual(res.read_data?.data, hello, 'passthrough: the ClientHello goes upstream unchanged');
@@ -109,7 +112,7 @@ describe('protocol errors end only their own stream', () => {
     assert.match(s.details, /deserializ|parse|invalid|index out of range/i, s.details);
 
     const good = open();
-    const hello = await clientHello('pass.example');
+    const hello = await clientHello('pass.localhost');
     good.write({ read_data: { data: hello } });
     assert.deepEqual((await next(good)).read_data?.data, hello);
     good.end();
@@ -122,7 +125,7 @@ describe('1,000 concurrent streams', () => {
     v8.setFlagsFromString('--expose-gc');
     const gc = vm.runInNewContext('gc') as () => void;
     const N = 1000;
-    const hello = await clientHello('pass.example');
+    const hello = await clientHello('pass.localhost');
     const serverBytes = Buffer.from('server says hello');
 
     const round = async () => {

@@ -54,18 +54,21 @@ describe('createLogger', () => {
 });
 
 describe('createReporter', () => {
-  test('one JSON line per decision: info for allow, warn for deny, the decision under `decision`', async () => {
+  test('the verdict is counted, not logged; the closed record is one JSON line: info for allow, warn for deny, under `decision`', async () => {
     const out = capture();
     const metrics = createMetrics();
-    const report = createReporter({ logger: createLogger('info', out), metrics });
-    report(allowed);
-    report(denied);
+    const reporter = createReporter({ logger: createLogger('info', out), metrics });
+    reporter.decided(allowed);
+    reporter.decided(denied);
+    assert.equal(out.lines.length, 0, 'nothing is logged before the connection closes');
+    reporter.report({ ...allowed, ends: { workload: 'clean', server: 'truncated' } });
+    reporter.report(denied);
     assert.equal(out.lines.length, 2);
     for (const l of out.lines) assert.equal(l.trimEnd().includes('\n'), false, 'one line per decision');
     const [a, d] = out.lines.map((l) => JSON.parse(l) as { level: string; msg: string; decision: Decision });
     assert.equal(a.msg, 'decision');
     assert.equal(a.level, 'info');
-    assert.deepEqual(a.decision, allowed);
+    assert.deepEqual(a.decision, { ...allowed, ends: { workload: 'clean', server: 'truncated' } });
     assert.equal(d.level, 'warn');
     assert.deepEqual(d.decision, denied);
 
@@ -74,6 +77,9 @@ describe('createReporter', () => {
     assert.match(text, /^ca_proxy_connections_total\{action="intercept",outcome="deny",reason="certificate_revoked"\} 1$/m);
     const revocation = await metrics.registry.getSingleMetricAsString('ca_proxy_revocation_checks_total');
     assert.match(revocation, /^ca_proxy_revocation_checks_total\{result="revoked"\} 1$/m);
+    const ends = await metrics.registry.getSingleMetricAsString('ca_proxy_stream_ends_total');
+    assert.match(ends, /^ca_proxy_stream_ends_total\{peer="server",end="truncated"\} 1$/m);
+    assert.match(ends, /^ca_proxy_stream_ends_total\{peer="workload",end="clean"\} 1$/m);
   });
 
   test('a failing logger does not throw and the metrics still count', async () => {
@@ -89,8 +95,9 @@ describe('createReporter', () => {
       },
     } as unknown as DecisionLogger;
     const metrics = createMetrics();
-    const report = createReporter({ logger: broken, metrics });
-    assert.doesNotThrow(() => report(allowed));
+    const reporter = createReporter({ logger: broken, metrics });
+    assert.doesNotThrow(() => reporter.decided(allowed));
+    assert.doesNotThrow(() => reporter.report(allowed));
     const text = await metrics.registry.getSingleMetricAsString('ca_proxy_connections_total');
     assert.match(text, /reason="ok"\} 1$/m);
   });
@@ -98,13 +105,13 @@ describe('createReporter', () => {
   test('a metrics failure is logged as an error, not thrown', () => {
     const out = capture();
     const metrics = createMetrics();
-    const report = createReporter({ logger: createLogger('info', out), metrics });
+    const reporter = createReporter({ logger: createLogger('info', out), metrics });
     // Simulate a metrics failure (e.g. a label-set mismatch after a refactor).
     metrics.connections.inc = () => {
       throw new Error('boom');
     };
-    assert.doesNotThrow(() => report(allowed));
+    assert.doesNotThrow(() => reporter.decided(allowed));
     const messages = out.lines.map((l) => (JSON.parse(l) as { level: string; msg: string }).msg);
-    assert.deepEqual(messages, ['decision', 'decision metrics update failed']);
+    assert.deepEqual(messages, ['decision metrics update failed']);
   });
 });

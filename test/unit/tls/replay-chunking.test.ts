@@ -9,7 +9,7 @@ import { describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { HandshakeType, RecordReader } from '../../../internal/tls';
-import { HandshakeObserver, type ObservedEvent } from '../../../internal/engine/server-flight';
+import { HandshakeObserver, type ObservedEvent } from '../../../internal/engine/observer';
 import { pcapTcpStreams } from '../../support/pcap';
 import { CAPTURES, captureSuite, haveCaptures, MESSAGE_NAMES as NAMES, rng } from '../../support/captures';
 
