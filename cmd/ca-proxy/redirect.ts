@@ -8,6 +8,10 @@ import { parseRedirectFlags, RedirectUsageError, type RedirectFlags } from '../.
 import { runRedirect, RedirectError } from '../../internal/k8s/redirect';
 
 export async function redirectCommand(flags: RedirectFlags): Promise<void> {
+  // `ca-proxy redirect --dry-run | head`: a reader that goes away is not a crash; the exit code still says what happened.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+  });
   try {
     const summary = await runRedirect(parseRedirectFlags(flags));
     process.stdout.write(`${summary}\n`);
