@@ -5,6 +5,7 @@
  *   ca-proxy run --dev DIR            the same with the development PKI in DIR (`make run`)
  *   ca-proxy serve-extproc --config F Envoy network ext_proc gRPC service (docs/extproc.md)
  *   ca-proxy publish-crl --config F   CRL publisher: CA → validated CRL → ConfigMaps (docs/kubernetes.md)
+ *   ca-proxy redirect [flags]         the init container's iptables redirect to the sidecar (docs/kubernetes.md)
  *   ca-proxy crl show FILE [--ca F]   what a CRL says, and whether its signature verifies
  *   ca-proxy check HOST:PORT          connect as the proxy would and print the decision
  */
@@ -14,6 +15,7 @@ import { crlShowCommand } from './crl';
 import { checkCommand } from './check';
 import { serveExtProcCommand } from './serve-extproc';
 import { publishCrlCommand } from './publish-crl';
+import { redirectCommand } from './redirect';
 
 const program = new Command();
 program
@@ -47,6 +49,32 @@ program
   .option('--admin <host:port>', 'override admin (the /metrics, /healthz, /readyz listener)')
   .option('--identity <name>', 'Lease holder identity (default: host name + random suffix)')
   .action(publishCrlCommand);
+
+program
+  .command('redirect')
+  .description(
+    'Install, in the current network namespace, the nat OUTPUT rules (chains CA_PROXY_OUTPUT and CA_PROXY_REDIRECT) that send outbound TCP to the sidecar\'s listener on loopback; what the injected init container runs. ' +
+      'Needs root with CAP_NET_ADMIN. Atomic (one iptables-restore transaction per family) and idempotent; after applying, the rules are read back and a probe connection checks that the kernel redirects. ' +
+      'Prints one summary line; exit code 1 on any failure, with nothing left half-installed. See docs/kubernetes.md, "Traffic redirect".',
+  )
+  .option('--proxy-port <port>', 'the sidecar\'s listener port (REDIRECT target on 127.0.0.1 / ::1)', '15001')
+  .option('--proxy-uid <uid>', 'numeric uid the sidecar runs as; its own connections are never redirected', '1337')
+  .option('--ports <list>', 'destination TCP ports to redirect: comma-separated ports or ranges (8000-8100), or * for every port', '443')
+  .option('--exclude-ports <list>', 'destination TCP ports never redirected (wins over --ports)')
+  .option('--exclude-cidrs <list>', 'destination networks never redirected, IPv4 and IPv6 (e.g. 10.96.0.0/12,fd00::/8); loopback is always excluded')
+  .addOption(new Option('--ipv6 <mode>', 'IPv6 rules with ip6tables: auto = when an interface other than lo has an IPv6 address').choices(['auto', 'on', 'off']).default('auto'))
+  .addOption(new Option('--iptables-mode <mode>', 'backend: auto = where ca-proxy\'s or other rules already are (nft first, as istio-iptables), else nft').choices(['auto', 'nft', 'legacy']).default('auto'))
+  .option('--dry-run', 'print the iptables-restore scripts that would be applied, change nothing')
+  .option('--cleanup', 'remove exactly ca-proxy\'s jump and chains (every backend holding them, with --iptables-mode auto)')
+  .addHelpText(
+    'after',
+    '\nExamples:\n' +
+      '  ca-proxy redirect                                   # port 443 → 15001, uid 1337 exempt\n' +
+      '  ca-proxy redirect --ports 443,8443 --exclude-cidrs 10.96.0.0/12 --dry-run\n' +
+      '  ca-proxy redirect --cleanup\n' +
+      'See the rules in the pod: iptables -t nat -S; ip6tables -t nat -S (or iptables-legacy -t nat -S)\n',
+  )
+  .action(redirectCommand);
 
 const crl = program.command('crl').description('Inspect certificate revocation lists.');
 crl
