@@ -25,7 +25,7 @@ demo: build
 	node dist/scripts/dev-pki.js .local
 	node dist/scripts/demo.js .local
 
-# Side by side with HAProxy, nginx and stunnel (docs/benchmarks.md; about 10 minutes on 2 cores).
+# Side by side with HAProxy, nginx and stunnel (docs/benchmarks.md; sized for under 15 minutes on 2 quiet cores).
 # QUICK=1: a short smoke run; TRANSFER_MIB=N: the long transfer's size; ONLY=id,id: some scenarios;
 # BENCH_ARGS: more flags of bench/run.ts (--no-install, --final, --provisional, --rounds N).
 bench: build
