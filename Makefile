@@ -25,8 +25,11 @@ demo: build
 	node dist/scripts/dev-pki.js .local
 	node dist/scripts/demo.js .local
 
+# Side by side with HAProxy, nginx and stunnel (docs/benchmarks.md; sized for under 15 minutes on 2 quiet cores).
+# QUICK=1: a short smoke run; TRANSFER_MIB=N: the long transfer's size; ONLY=id,id: some scenarios;
+# BENCH_ARGS: more flags of bench/run.ts (--no-install, --final, --provisional, --rounds N).
 bench: build
-	node dist/bench/run.js
+	node dist/bench/run.js $(if $(QUICK),--quick) $(if $(TRANSFER_MIB),--transfer-mib $(TRANSFER_MIB)) $(if $(ONLY),--only $(ONLY)) $(BENCH_ARGS)
 
 # Longer property runs of inspect's parsing (test/unit/engine/fuzz.test.ts; `make test` runs 300 cases
 # with a fixed seed). Override the count with CA_PROXY_FUZZ_RUNS=N; the random seed is printed.

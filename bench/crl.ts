@@ -9,8 +9,9 @@
  * - heap + external bytes held per entry once loaded — target ≤ 64;
  * - lookup time, hits and misses, for ParsedCrl.lookup and RevocationStore.check — target < 10 µs.
  *
- * Prints a table and rewrites the CRL section of docs/benchmarks.md.
- * Run: `node dist/bench/crl.js [--entries N] [--runs N] [--no-docs]`.
+ * Prints a table and rewrites the CRL section of docs/benchmarks.md (not with `--no-docs`); with
+ * `--json FILE` also writes every run's numbers there (`make bench` reads them: bench/compare/crl-scale.ts).
+ * Run: `node dist/bench/crl.js [--entries N] [--runs N] [--no-docs] [--json FILE]`.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import crypto, { X509Certificate } from 'node:crypto';
@@ -37,6 +38,7 @@ const arg = (name: string, dflt: number): number => {
 const ENTRIES = arg('--entries', 1_000_000);
 const RUNS = arg('--runs', 5);
 const WRITE_DOCS = !args.includes('--no-docs');
+const JSON_OUT = args.includes('--json') ? args[args.indexOf('--json') + 1] : undefined;
 
 const ms = (ns: bigint | number): number => Number(ns) / 1e6;
 const median = (xs: number[]): number => {
@@ -183,7 +185,33 @@ async function main(): Promise<void> {
   ].join('\n');
   console.log(context + '\n\n' + table);
 
+  if (JSON_OUT) {
+    const result: CrlBenchJson = {
+      entries: ENTRIES, derBytes: bench.bytes, loadMs: loadTimes, opensslMs: osslTimes, stallMs: stalls, syncStallMs: syncStalls,
+      perEntryBytes: perEntry, lookupHitUs: lookupHit, lookupMissUs: lookupMiss, checkRevokedUs: checkHit, checkGoodUs: checkMiss,
+      maxRssBytes: process.resourceUsage().maxRSS * 1024,
+    };
+    fs.writeFileSync(JSON_OUT, JSON.stringify(result));
+  }
   if (WRITE_DOCS) writeDocs(`${context}\n\n${table}\n\nRun: \`node dist/bench/crl.js\` (after \`npx tsc -p .\`). Measured ${new Date().toISOString().slice(0, 10)}.`);
+}
+
+/** What `--json FILE` writes: every run's value (ms, µs, bytes). */
+export interface CrlBenchJson {
+  entries: number;
+  derBytes: number;
+  loadMs: number[];
+  opensslMs: number[];
+  stallMs: number[];
+  syncStallMs: number[];
+  /** Heap + external bytes per entry once loaded (after GC). */
+  perEntryBytes: number;
+  lookupHitUs: number[];
+  lookupMissUs: number[];
+  checkRevokedUs: number[];
+  checkGoodUs: number[];
+  /** Peak RSS of the benchmark process (it also holds the lookup samples), bytes. */
+  maxRssBytes: number;
 }
 
 /** Replace the CRL section of docs/benchmarks.md (between markers), leaving other sections alone. */

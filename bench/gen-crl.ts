@@ -7,6 +7,9 @@
  * Each entry: a 16-octet serial (`serialFor(i)`, deterministic), a UTCTime revocationDate and a
  * reasonCode entry extension — 49 bytes, as in a real CA's CRL.
  *
+ * `writeBenchCrl` writes the same kind of CRL for any issuing CA (RSA or EC P-256 key): `make bench`
+ * has the server chain's intermediate issue it, so ca-proxy looks real certificates up in it.
+ *
  * Run alone: `node dist/bench/gen-crl.js [entries]`.
  */
 import { execFileSync } from 'node:child_process';
@@ -47,6 +50,8 @@ function uint(n: bigint): Buffer {
 }
 
 const SHA256_WITH_RSA = seq(oid('2a864886f70d01010b'), Buffer.from([0x05, 0x00]));
+// ecdsa-with-SHA256 (RFC 5758 §3.2): parameters absent.
+const ECDSA_WITH_SHA256 = seq(oid('2a8648ce3d040302'));
 // removeFromCRL (8) only belongs in delta CRLs, so it is left out.
 const REASONS = [0, 1, 2, 3, 4, 5, 6, 9, 10, 1];
 
@@ -83,8 +88,29 @@ export function ensureBenchCrl(entries = 1_000_000, dir = path.resolve(__dirname
     fs.writeFileSync(cnf, '[req]\ndistinguished_name=dn\n[dn]\n[v3]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n');
     execFileSync('openssl', ['req', '-x509', '-new', '-key', keyPath, '-subj', '/O=ca-proxy bench/CN=bench CRL CA', '-days', '3650', '-sha256', '-config', cnf, '-extensions', 'v3', '-out', caCertPath]);
   }
-  const ca = new crypto.X509Certificate(fs.readFileSync(caCertPath));
-  const key = crypto.createPrivateKey(fs.readFileSync(keyPath));
+  const bytes = writeBenchCrl({ entries, caCertPath, caKeyPath: keyPath, crlNumber: 1000 + entries, outPath: crlPath });
+  return { crlPath, caCertPath, entries, bytes };
+}
+
+/** What `writeBenchCrl` signs with and writes. */
+export interface BenchCrlSpec {
+  entries: number;
+  /** The issuing CA (PEM certificate with a subjectKeyIdentifier, and its RSA or EC P-256 key). */
+  caCertPath: string;
+  caKeyPath: string;
+  crlNumber: number;
+  outPath: string;
+}
+
+/**
+ * Writes a CRL of `entries` entries (serials `serialFor(0…entries-1)`) issued by the given CA,
+ * signed sha256WithRSAEncryption or ecdsa-with-SHA256 after the key's type; returns its size.
+ */
+export function writeBenchCrl(spec: BenchCrlSpec): number {
+  const { entries } = spec;
+  const ca = new crypto.X509Certificate(fs.readFileSync(spec.caCertPath));
+  const key = crypto.createPrivateKey(fs.readFileSync(spec.caKeyPath));
+  const sigAlg = key.asymmetricKeyType === 'ec' ? ECDSA_WITH_SHA256 : SHA256_WITH_RSA;
   // The CRL issuer Name is the CA's subject, byte for byte; AKI = the CA's subjectKeyIdentifier.
   const info = certInfo(ca);
   const subjectDer = info.subjectDer;
@@ -108,10 +134,10 @@ export function ensureBenchCrl(entries = 1_000_000, dir = path.resolve(__dirname
     list[p + 48] = REASONS[i % REASONS.length]!;
   }
   const revoked = Buffer.concat([Buffer.from([0x30]), derLen(list.length), list]);
-  const crlNumber = seq(oid('551d14'), tlv(0x04, uint(BigInt(1000 + entries))));
+  const crlNumber = seq(oid('551d14'), tlv(0x04, uint(BigInt(spec.crlNumber))));
   const tbs = seq(
     Buffer.from([0x02, 0x01, 0x01]),
-    SHA256_WITH_RSA,
+    sigAlg,
     subjectDer,
     thisUpdate,
     nextUpdate,
@@ -119,9 +145,9 @@ export function ensureBenchCrl(entries = 1_000_000, dir = path.resolve(__dirname
     tlv(0xa0, seq(crlNumber, aki)),
   );
   const sig = crypto.sign('sha256', tbs, key);
-  const crl = seq(tbs, SHA256_WITH_RSA, tlv(0x03, Buffer.from([0]), sig));
-  fs.writeFileSync(crlPath, crl);
-  return { crlPath, caCertPath, entries, bytes: crl.length };
+  const crl = seq(tbs, sigAlg, tlv(0x03, Buffer.from([0]), sig));
+  fs.writeFileSync(spec.outPath, crl);
+  return crl.length;
 }
 
 if (require.main === module) {

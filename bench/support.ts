@@ -92,9 +92,10 @@ export function cpuMsNow(): number {
 export type RoleSpec =
   | { role: 'servers'; certPath: string; keyPath: string; chainPath: string; clientCaPath: string }
   | { role: 'proxy'; config: Config }
-  | { role: 'relay' };
+  | { role: 'relay'; target?: number }
+  | { role: 'standin'; target: string; upstreamPort: number; messageTimeoutMs: number };
 
-/** Ports a child listens on, keyed by name (`tls1.2`, `tls1.3`, `bulk`, `bulk12`, `bulk-inspect`, `bulk12-inspect`, `connect`, `relay`). */
+/** Ports a child listens on, keyed by name (`tls1.2`, `tls1.3`, `bulk`, `bulk12`, `bulk-inspect`, `bulk12-inspect`, `connect`, `relay`, `standin`). */
 export type Ports = Record<string, number>;
 
 export interface Peer {
@@ -327,14 +328,34 @@ async function runProxy(spec: Extract<RoleSpec, { role: 'proxy' }>): Promise<{ p
   return { ports: { connect: rt.connect!.address.port }, close: () => rt.close() };
 }
 
+/** Dials `host`:`port` and, once connected (after `onUp`), pipes `down` ⇄ upstream both ways. */
+function pipeTo(down: net.Socket, host: string, port: number, onUp: (up: net.Socket) => void = () => undefined): void {
+  const up = net.connect({ host, port }, () => {
+    up.setNoDelay(true);
+    onUp(up);
+    down.pipe(up);
+    up.pipe(down);
+    down.resume();
+  });
+  up.on('error', () => down.destroy());
+  down.on('close', () => up.destroy());
+  up.on('close', () => down.destroySoon());
+}
+
 /**
- * The floor: a minimal CONNECT relay that copies bytes with `pipe` (no TLS, no parsing after
- * the request head). `localhost` is dialled as 127.0.0.1, as ca-proxy does.
+ * The floor: a minimal relay that copies bytes with `pipe` (no TLS, no parsing after the request
+ * head). With `target`, every connection goes to 127.0.0.1:`target` at once (a plain TCP relay,
+ * as HAProxy `mode tcp`); otherwise it reads an HTTP CONNECT head first. `localhost` is dialled as
+ * 127.0.0.1, as ca-proxy does.
  */
-async function runRelay(): Promise<{ ports: Ports; close(): void }> {
+async function runRelay(target?: number): Promise<{ ports: Ports; close(): void }> {
   const server = net.createServer((down) => {
     down.setNoDelay(true);
     down.on('error', () => undefined);
+    if (target !== undefined) {
+      down.pause();
+      return pipeTo(down, '127.0.0.1', target);
+    }
     let head = Buffer.alloc(0);
     const onData = (chunk: Buffer): void => {
       head = Buffer.concat([head, chunk]);
@@ -345,18 +366,11 @@ async function runRelay(): Promise<{ ports: Ports; close(): void }> {
       const m = /^CONNECT (\S+):(\d+) HTTP\/1\.[01]\r\n/.exec(head.toString('latin1'));
       if (!m) return void down.end('HTTP/1.1 400 Bad Request\r\n\r\n');
       const host = /(^|\.)localhost$/i.test(m[1]!) ? '127.0.0.1' : m[1]!;
-      const up = net.connect({ host, port: Number(m[2]) }, () => {
-        up.setNoDelay(true);
+      pipeTo(down, host, Number(m[2]), (up) => {
         down.write('HTTP/1.1 200 Connection Established\r\n\r\n');
         const rest = head.subarray(end + 4);
         if (rest.length) up.write(rest);
-        down.pipe(up);
-        up.pipe(down);
-        down.resume();
       });
-      up.on('error', () => down.destroy());
-      down.on('close', () => up.destroy());
-      up.on('close', () => down.destroySoon());
     };
     down.on('data', onData);
   });
@@ -367,10 +381,40 @@ async function runRelay(): Promise<{ ports: Ports; close(): void }> {
   return { ports: { relay: port }, close: () => server.close() };
 }
 
+/**
+ * The Envoy stand-in (test/support/envoy.ts) in a process of its own: one gRPC stream to
+ * ca-proxy's ext_proc service per connection, upstream to 127.0.0.1:`upstreamPort`, the
+ * destination named to ca-proxy in the stream's request headers.
+ */
+async function runStandIn(spec: Extract<RoleSpec, { role: 'standin' }>): Promise<{ ports: Ports; close(): Promise<void> }> {
+  const { EnvoyStandIn } = await import('../test/support/envoy');
+  const { DESTINATION_ADDRESS_HEADER, DESTINATION_PORT_HEADER } = await import('../internal/extproc/stream');
+  const envoy = await EnvoyStandIn.start({
+    target: spec.target,
+    upstream: { host: '127.0.0.1', port: spec.upstreamPort },
+    messageTimeoutMs: spec.messageTimeoutMs,
+    initialMetadata: { [DESTINATION_PORT_HEADER]: String(spec.upstreamPort), [DESTINATION_ADDRESS_HEADER]: '127.0.0.1' },
+  });
+  // The stand-in keeps every connection's record (for tests); a benchmark's thousands are dropped once done.
+  const prune = setInterval(() => {
+    const open = envoy.connections.filter((c) => c.closedBy === null);
+    envoy.connections.length = 0;
+    envoy.connections.push(...open);
+  }, 1000);
+  return {
+    ports: { standin: envoy.port },
+    close: async () => {
+      clearInterval(prune);
+      await envoy.close();
+    },
+  };
+}
+
 function childMain(): void {
   process.once('message', async (spec: RoleSpec) => {
     try {
-      const peer = spec.role === 'servers' ? await runServers(spec) : spec.role === 'proxy' ? await runProxy(spec) : await runRelay();
+      const peer =
+        spec.role === 'servers' ? await runServers(spec) : spec.role === 'proxy' ? await runProxy(spec) : spec.role === 'standin' ? await runStandIn(spec) : await runRelay(spec.target);
       process.on('message', async (m: { stop?: boolean; cpu?: boolean }) => {
         if (m.cpu) return void process.send!({ cpuMs: cpuMsNow() });
         if (!m.stop) return;
