@@ -10,12 +10,23 @@
  *   ca-proxy check HOST:PORT          connect as the proxy would and print the decision
  */
 import { Command, Option } from 'commander';
-import { runCommand } from './run';
-import { crlShowCommand } from './crl';
-import { checkCommand } from './check';
-import { serveExtProcCommand } from './serve-extproc';
-import { publishCrlCommand } from './publish-crl';
-import { redirectCommand } from './redirect';
+
+/**
+ * A command's action, loading its module only when the command runs: `--help`, `crl show` and
+ * `redirect` do not pay for gRPC, the Kubernetes client or the TLS engine they do not use.
+ */
+function lazy<M extends Record<K, (...args: never[]) => unknown>, K extends keyof M>(load: () => Promise<M>, name: K) {
+  return async (...args: Parameters<M[K]>): Promise<void> => {
+    const mod = await load();
+    await mod[name](...args);
+  };
+}
+const runCommand = lazy(() => import('./run'), 'runCommand');
+const crlShowCommand = lazy(() => import('./crl'), 'crlShowCommand');
+const checkCommand = lazy(() => import('./check'), 'checkCommand');
+const serveExtProcCommand = lazy(() => import('./serve-extproc'), 'serveExtProcCommand');
+const publishCrlCommand = lazy(() => import('./publish-crl'), 'publishCrlCommand');
+const redirectCommand = lazy(() => import('./redirect'), 'redirectCommand');
 
 const program = new Command();
 program

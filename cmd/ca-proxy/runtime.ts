@@ -23,8 +23,7 @@ import { listenConnect, listenSni, parseHostPort, type Listening } from '../../i
 import { OwnListeners } from '../../internal/proxy/own-listeners';
 import { addressPolicy } from '../../internal/engine/destination';
 import type { MinTlsVersion } from '../../internal/config/types';
-import { startCrlWatcherFromConfig, type CrlWatcher } from '../../internal/k8s/watcher';
-import { podEventsFromConfig } from '../../internal/k8s/events';
+import type { CrlWatcher } from '../../internal/k8s/watcher';
 
 export interface Runtime {
   config: Config;
@@ -115,8 +114,9 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
     if (config.revocation.watch && config.revocation.crlPaths.length > 0) store.watch(config.revocation.crlPaths);
   }
   // Not awaited to sync: readiness follows the store, so an API outage delays readiness, not start-up.
-  const crlWatcher = store && k8sCrls ? await startCrlWatcherFromConfig(k8sCrls, store, { paths: config.revocation.crlPaths, logger }) : null;
-  const podEvents = podEventsFromConfig(config.events, k8sCrls?.kubeconfig ?? null, logger);
+  // The Kubernetes client is loaded only when a Kubernetes feature is configured.
+  const crlWatcher = store && k8sCrls ? await (await import('../../internal/k8s/watcher')).startCrlWatcherFromConfig(k8sCrls, store, { paths: config.revocation.crlPaths, logger }) : null;
+  const podEvents = config.events?.enabled ? (await import('../../internal/k8s/events')).podEventsFromConfig(config.events, k8sCrls?.kubeconfig ?? null, logger) : null;
 
   const identities = loadIdentities(config.identities, process.cwd(), { warn: (m) => logger.warn(m) });
   const interceptionCertPem = readFor('interceptionCA.cert', config.interceptionCA.cert);
