@@ -13,16 +13,17 @@ import type { EngineContext } from '../../internal/engine/context';
 import { matchRule } from '../../internal/engine/policy';
 import { createLogger, createReporter } from '../../internal/engine/report';
 import type { Decision } from '../../internal/engine/decision';
-import { LeafMinter, type MintedLeaf } from '../../internal/pki/mint';
+import { LeafMinter } from '../../internal/pki/mint';
+import { SecureContexts } from '../../internal/pki/secure-contexts';
 import { loadIdentities } from '../../internal/pki/identity';
 import { pemCertificates } from '../../internal/pki/pem';
 import { RevocationStore, type LoadReport } from '../../internal/pki/store';
+import { ReloadDiff } from '../../internal/pki/reload-changes';
 import { createMetrics, observeCrls, observeReload, type Metrics } from '../../internal/metrics/registry';
 import { startAdminServer, type AdminServer } from '../../internal/metrics/admin';
 import { listenConnect, listenSni, parseHostPort, type Listening } from '../../internal/proxy/listeners';
 import { OwnListeners } from '../../internal/proxy/own-listeners';
 import { addressPolicy } from '../../internal/engine/destination';
-import type { MinTlsVersion } from '../../internal/config/types';
 import type { CrlWatcher } from '../../internal/k8s/watcher';
 
 export interface Runtime {
@@ -92,18 +93,9 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
   const k8sCrls = config.revocation.kubernetes ?? null;
   if (config.revocation.crlPaths.length > 0 || k8sCrls) {
     store = new RevocationStore({ trust: [...anchors, ...crlSigners], clockSkewMs: config.revocation.clockSkewSeconds * 1000 });
-    // Every reload re-reads every file; only what changed since the last reload is counted and
-    // logged, so one bad file left in place does not count as a new refusal on every rescan.
-    const seen = new Map<string, string>();
+    const diff = new ReloadDiff();
     store.on('reload', (r: LoadReport) => {
-      const fresh = <T extends { source: string }>(items: T[], sig: (x: T) => string): T[] => items.filter((x) => seen.get(x.source) !== sig(x));
-      const accepted = fresh(r.accepted, (a) => `ok:${a.sha256}`);
-      const refused = fresh(r.refused, (b) => `refused:${b.code}:${b.message}`);
-      const retained = fresh(r.retained, (a) => `retained:${a.sha256}`);
-      seen.clear();
-      for (const a of r.accepted) seen.set(a.source, `ok:${a.sha256}`);
-      for (const b of r.refused) seen.set(b.source, `refused:${b.code}:${b.message}`);
-      for (const a of r.retained) seen.set(a.source, `retained:${a.sha256}`);
+      const { accepted, refused, retained } = diff.next(r);
       observeReload(metrics, { accepted: accepted.length, refused: refused.length });
       observeCrls(metrics, store!.snapshot());
       for (const bad of refused) logger.warn({ crl: bad.source, code: bad.code }, `CRL refused, the last good CRL of its issuer stays: ${bad.message}`);
@@ -142,10 +134,7 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
     throw new Error(`interceptionCA (${config.interceptionCA.cert}, ${config.interceptionCA.key}): ${(err as Error).message}`);
   }
   const workloadCA = config.workloadCA.map((f, i) => readFor(`workloadCA[${i}]`, f));
-  // One SecureContext per minted leaf and version range, holding the workload CAs for clientAuth.
-  const contexts = new WeakMap<MintedLeaf, Map<string, tls.SecureContext>>();
-  // One client SecureContext per identity and version floor: parsing a key per connection costs more than the handshake's own signature.
-  const upstreamContexts = new Map<string, tls.SecureContext>();
+  const contexts = new SecureContexts(minter, identities, workloadCA);
 
   const destinations = addressPolicy(config.destinations);
   const ctx: EngineContext = {
@@ -154,34 +143,8 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
     destinations,
     resolve: resolveOnce,
     isOwnListener: (address, port) => ownListeners.has(address, port),
-    leafContext: async (name, opts = {}) => {
-      const leaf = await minter.mint(name);
-      let byVersion = contexts.get(leaf);
-      if (!byVersion) contexts.set(leaf, (byVersion = new Map()));
-      const key = `${opts.minVersion ?? ''}-${opts.maxVersion ?? ''}`;
-      let sc = byVersion.get(key);
-      if (!sc) {
-        sc = tls.createSecureContext({
-          cert: leaf.chainPem,
-          key: leaf.keyPem,
-          ...(workloadCA.length ? { ca: workloadCA } : {}),
-          ...(opts.maxVersion ? { maxVersion: opts.maxVersion } : {}),
-          ...(opts.minVersion ? { minVersion: opts.minVersion } : {}),
-        });
-        byVersion.set(key, sc);
-      }
-      return sc;
-    },
-    upstreamContext: (identity: string | null, minVersion: MinTlsVersion) => {
-      const key = `${identity ?? ''}\0${minVersion}`;
-      let sc = upstreamContexts.get(key);
-      if (!sc) {
-        const id = identity ? identities.get(identity) : undefined;
-        sc = tls.createSecureContext({ ...(id?.secureContextOptions ?? {}), minVersion });
-        upstreamContexts.set(key, sc);
-      }
-      return sc;
-    },
+    leafContext: (name, opts) => contexts.leaf(name, opts),
+    upstreamContext: (identity, minVersion) => contexts.upstream(identity, minVersion),
     identities: new Map([...identities].map(([name]) => [name, { name }])),
     anchors,
     workloadAnchors: readCerts('workloadCA', config.workloadCA),
