@@ -89,14 +89,14 @@ export async function startInjector(
   config: Config,
   injector: InjectorConfig,
   template: BootstrapTemplate,
-  opts: { logger?: Logger; listen?: string; admin?: string | null; pollMs?: number } = {},
+  opts: { logger?: Logger; listen?: string; admin?: string | null; pollMs?: number; requestTimeoutMs?: number } = {},
 ): Promise<RunningInjector> {
   const logger = opts.logger ?? createLogger(config.log.level);
   const metrics = createInjectorMetrics();
   const certificate = new ServingCertificate({ certFile: injector.tls.cert, keyFile: injector.tls.key, pollMs: opts.pollMs });
   const settings: InjectorSettings = { config: injector, template, version: PACKAGE_VERSION };
   const listen = parseHostPort(opts.listen ?? injector.listen);
-  const server = await startWebhookServer({ host: listen.host, port: listen.port, certificate, settings, metrics, logger, maxRequestBytes: injector.maxRequestBytes });
+  const server = await startWebhookServer({ host: listen.host, port: listen.port, certificate, settings, metrics, logger, maxRequestBytes: injector.maxRequestBytes, requestTimeoutMs: opts.requestTimeoutMs });
   certificate.start();
 
   let admin: AdminServer | null = null;

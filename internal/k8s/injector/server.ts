@@ -43,7 +43,8 @@ export const MUTATE_PATH = '/mutate';
 export function startWebhookServer(o: WebhookServerOptions): Promise<WebhookServer> {
   const timeout = o.requestTimeoutMs ?? 10_000;
   const pair = o.certificate.current;
-  const server = https.createServer({ cert: pair.cert, key: pair.key, minVersion: 'TLSv1.2' }, (req, res) => {
+  // connectionsCheckingInterval: how often node enforces requestTimeout (30 s by default).
+  const server = https.createServer({ cert: pair.cert, key: pair.key, minVersion: 'TLSv1.2', connectionsCheckingInterval: Math.min(1000, timeout) }, (req, res) => {
     handle(req, res, o).catch((err: unknown) => {
       o.metrics.admissions.inc({ result: 'error' });
       o.logger.error({ err: (err as Error).message }, 'admission request failed');
@@ -54,8 +55,9 @@ export function startWebhookServer(o: WebhookServerOptions): Promise<WebhookServ
   server.requestTimeout = timeout;
   server.headersTimeout = timeout;
   server.on('tlsClientError', () => undefined);
-  server.on('clientError', (_err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+    if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     else socket.destroy();
   });
 
