@@ -152,22 +152,11 @@ export class BootstrapTemplate {
  * JSON with the pod's values in place.
  */
 export function kubeletArg(value: unknown): string {
-  const refs = Object.values(POD_ENV).map((v) => `$(${v.env})`);
-  const json = JSON.stringify(value);
-  const out: string[] = [];
-  let i = 0;
-  while (i < json.length) {
-    const ref = refs.find((r) => json.startsWith(r, i));
-    if (ref) {
-      out.push(ref);
-      i += ref.length;
-    } else {
-      out.push(json[i] === '$' ? '$$' : json[i]!);
-      i++;
-    }
-  }
-  return out.join('');
+  return JSON.stringify(value).replace(KUBELET_DOLLAR, (m, ref: string | undefined) => (ref ? m : '$$'));
 }
+
+/** A `$` that starts one of our references (kept), or any other `$` (doubled). */
+const KUBELET_DOLLAR = new RegExp(`\\$(\\((?:${Object.values(POD_ENV).map((v) => v.env).join('|')})\\))?`, 'g');
 
 function egressListener(bootstrap: Record<string, any>): Record<string, any> | undefined {
   const listeners = bootstrap?.static_resources?.listeners;
@@ -179,7 +168,10 @@ function fill(node: unknown, values: Record<string, string | number>): unknown {
   if (Array.isArray(node)) return node.map((n) => fill(n, values));
   if (node && typeof node === 'object') {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(node)) Object.defineProperty(out, k, { value: fill(v, values), enumerable: true, writable: true, configurable: true });
+    for (const [k, v] of Object.entries(node)) {
+      if (k === '__proto__') throw new TemplateError('the template has a "__proto__" key');
+      out[k] = fill(v, values);
+    }
     return out;
   }
   if (typeof node !== 'string' || !node.includes('{{')) return node;

@@ -114,19 +114,30 @@ export function planInjection(pod: V1Pod, namespace: string, s: InjectorSettings
   return { result: 'injected', patch: buildPatch(pod, s, redirect), warnings: [] };
 }
 
+/** Renderings by redirected ports: pods of one workload share them, and rendering is most of a review's CPU. */
+const renderCache = new WeakMap<InjectorSettings, Map<string, { arg: string; sds: Record<string, unknown> | null }>>();
+const RENDER_CACHE_SIZE = 256;
+
+function renderedFor(s: InjectorSettings, redirect: RedirectSettings): { arg: string; sds: Record<string, unknown> | null } {
+  let cache = renderCache.get(s);
+  if (!cache) renderCache.set(s, (cache = new Map()));
+  const key = formatPorts(redirect.ports);
+  let hit = cache.get(key);
+  if (!hit) {
+    const c = s.config;
+    const r = s.template.render({ placement: c.placement, processorAddress: c.processorAddress, proxyPort: c.proxyPort, readyPort: c.readyPort, messageTimeoutMs: c.messageTimeoutMs, ipv6: c.ipv6, ports: redirect.ports });
+    hit = { arg: kubeletArg(r.bootstrap), sds: r.sds };
+    if (cache.size >= RENDER_CACHE_SIZE) cache.clear();
+    cache.set(key, hit);
+  }
+  return hit;
+}
+
 function buildPatch(pod: V1Pod, s: InjectorSettings, redirect: RedirectSettings): PatchOperation[] {
   const c = s.config;
   const spec = pod.spec!;
   const ops: PatchOperation[] = [];
-  const rendered = s.template.render({
-    placement: c.placement,
-    processorAddress: c.processorAddress,
-    proxyPort: c.proxyPort,
-    readyPort: c.readyPort,
-    messageTimeoutMs: c.messageTimeoutMs,
-    ipv6: c.ipv6,
-    ports: redirect.ports,
-  });
+  const rendered = renderedFor(s, redirect);
 
   // The pod's own containers: the CA bundle, without overriding what their env sets.
   const kept: string[] = [];
@@ -154,7 +165,7 @@ function buildPatch(pod: V1Pod, s: InjectorSettings, redirect: RedirectSettings)
   else ops.unshift(...Object.entries(annotations).map(([k, v]) => ({ op: 'add' as const, path: `/metadata/annotations/${pointerEscape(k)}`, value: v })));
 
   // Ours first among the init containers (after the edits above, whose indices are the pod's).
-  const added = [redirectContainer(c, redirect), envoyContainer(c, kubeletArg(rendered.bootstrap))];
+  const added = [redirectContainer(c, redirect), envoyContainer(c, rendered.arg)];
   if (c.placement === 'sidecar') added.push(processorContainer(c));
   if (!spec.initContainers) ops.push({ op: 'add', path: '/spec/initContainers', value: added });
   else added.forEach((container, i) => ops.push({ op: 'add', path: `/spec/initContainers/${i}`, value: container }));
