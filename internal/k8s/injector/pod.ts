@@ -104,6 +104,14 @@ export function planInjection(pod: V1Pod, namespace: string, s: InjectorSettings
   const mountClash = [...(spec.initContainers ?? []), ...spec.containers].filter((c) => (c.volumeMounts ?? []).some((m) => m.mountPath.replace(/\/+$/, '') === CA_BUNDLE_DIR));
   if (mountClash.length) return unchanged(`container ${mountClash.map((c) => c.name).join(', ')} already mounts something at ${CA_BUNDLE_DIR}`);
 
+  // The proxy uid's traffic is never redirected: a container of the pod's own running as it would
+  // reach the network unfiltered (an image's USER cannot be seen here; docs/kubernetes.md says so).
+  const podUid = spec.securityContext?.runAsUser;
+  const asProxy = [...(spec.initContainers ?? []), ...spec.containers].filter((c) => (c.securityContext?.runAsUser ?? podUid) === s.config.proxyUid);
+  if (asProxy.length) {
+    return { result: 'denied', message: `ca-proxy: ${who}: container ${asProxy.map((c) => c.name).join(', ')} runs as uid ${s.config.proxyUid}, the proxy's uid, whose traffic is never redirected; run it as another uid` };
+  }
+
   let redirect: RedirectSettings;
   try {
     redirect = redirectSettings(annotations, s.config);

@@ -310,6 +310,14 @@ describe('ports and exclusions from the annotations', () => {
     expect(r.status!.message).toMatch(message);
   });
 
+  test('a container running as the proxy uid (pod-level or its own) denies the pod: its traffic would bypass the redirect', () => {
+    const pod = podFixture({ spec: { securityContext: { runAsUser: 1337 }, containers: [{ name: 'app', image: 'a' }, { name: 'ok', image: 'b', securityContext: { runAsUser: 1000 } }] } });
+    const r = answer(pod);
+    expect(r.allowed).toBe(false);
+    expect(r.status!.message).toMatch(/container app runs as uid 1337, the proxy's uid/);
+    expect(answer(podFixture({ spec: { securityContext: { runAsUser: 1337 }, containers: [{ name: 'app', image: 'a', securityContext: { runAsUser: 1000 } }] } })).allowed).toBe(true);
+  });
+
   test('a label value other than "true" or "false" denies the pod', () => {
     const r = answer(podFixture({ metadata: { name: 'web', labels: { 'ca-proxy.io/inject': 'False' } } }));
     expect(r.allowed).toBe(false);
