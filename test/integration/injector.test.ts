@@ -249,20 +249,20 @@ test('rotation: the files are replaced under load; new connections see the new c
   };
   const clients = [client(), client(), client()];
   try {
-    await until(() => (seen.get(before) ?? 0) >= 10, 'requests served with the first certificate');
+    await until(() => (seen.get(before) ?? 0) >= 10, 'requests served with the first certificate', 60_000);
     const next = issue('webhook-2');
     mountPair(next.certPem, next.keyPem);
-    await until(() => (seen.get(next.fingerprint) ?? 0) >= 10, 'new connections presented the rotated certificate');
+    await until(() => (seen.get(next.fingerprint) ?? 0) >= 10, 'new connections presented the rotated certificate', 60_000);
 
     // cert-manager writes both keys of one Secret at once, but a hand-made update may not: a
     // certificate without its key must not replace the pair in use.
     const third = issue('webhook-3');
     mountPair(third.certPem, next.keyPem);
-    await until(() => run.metrics.certificateReloads.get().then((m) => m.values.some((v) => v.labels.result === 'refused' && v.value >= 1)), 'the mismatched pair refused');
+    await until(() => run.metrics.certificateReloads.get().then((m) => m.values.some((v) => v.labels.result === 'refused' && v.value >= 1)), 'the mismatched pair refused', 60_000);
     const afterRefusal = requests;
-    await until(() => requests >= afterRefusal + 10, 'more requests after the refusal');
+    await until(() => requests >= afterRefusal + 10, 'more requests after the refusal', 60_000);
     mountPair(third.certPem, third.keyPem);
-    await until(() => (seen.get(third.fingerprint) ?? 0) >= 5, 'the completed pair in use');
+    await until(() => (seen.get(third.fingerprint) ?? 0) >= 5, 'the completed pair in use', 60_000);
   } finally {
     stop = true;
     await Promise.all(clients);
@@ -270,12 +270,13 @@ test('rotation: the files are replaced under load; new connections see the new c
   note(`rotation: ${requests} requests on new connections across two rotations and one refused pair; by certificate: ${[...seen.values()].join(', ')}`);
   expect(failures).toEqual([]);
   expect(seen.size).toBe(3);
-});
+}, 300_000);
 
 test('the CLI: `ca-proxy inject --config FILE` serves until SIGTERM and exits 0; a bad injector section exits 1 naming the field', async () => {
   const main = path.join(repoRoot(), 'dist/cmd/ca-proxy/main.js');
   const bad = writeConfig({ ports: '443,99999', processorAddress: '10.0.0.1:9901' });
-  const r = await runCmd(process.execPath, [main, 'inject', '--config', bad]);
+  // Ceilings, not timings: a node process can take many seconds to start on a busy shared machine.
+  const r = await runCmd(process.execPath, [main, 'inject', '--config', bad], { ms: 60_000 });
   expect(r.code).toBe(1);
   expect(r.stderr).toMatch(/injector: ca-proxy\.io\/ports: "99999" is not a port 1-65535/);
   expect(r.stderr).toMatch(/injector\.processorAddress: must name the processor Service by DNS name/);
@@ -286,15 +287,15 @@ test('the CLI: `ca-proxy inject --config FILE` serves until SIGTERM and exits 0;
   });
   let stderr = '';
   child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  await until(() => /AdmissionReviews on https:\/\/127\.0\.0\.1:(\d+)\/mutate/.test(stderr), 'the CLI listening');
+  await until(() => /AdmissionReviews on https:\/\/127\.0\.0\.1:(\d+)\/mutate/.test(stderr), 'the CLI listening', 60_000);
   const port = Number(/AdmissionReviews on https:\/\/127\.0\.0\.1:(\d+)/.exec(stderr)![1]);
   const reviewFile = path.join(dir, 'cli-review.json');
   fs.writeFileSync(reviewFile, JSON.stringify(admissionReview(podFixture({ spec: { hostNetwork: true } }), { uid: 'cli' })));
-  const c = await runCmd('curl', ['-sS', '--cacert', pki.root.certPath, '--resolve', `${HOST}:${port}:127.0.0.1`, '-H', 'Content-Type: application/json', '--data-binary', `@${reviewFile}`, `https://${HOST}:${port}/mutate`]);
+  const c = await runCmd('curl', ['-sS', '--cacert', pki.root.certPath, '--resolve', `${HOST}:${port}:127.0.0.1`, '-H', 'Content-Type: application/json', '--data-binary', `@${reviewFile}`, `https://${HOST}:${port}/mutate`], { ms: 60_000 });
   const answer = JSON.parse(c.stdout);
   expect(answer.response).toMatchObject({ uid: 'cli', allowed: true });
   expect(answer.response.warnings[0]).toMatch(/hostNetwork/);
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   child.kill('SIGTERM');
   expect(await exited).toBe(0);
-});
+}, 240_000);
