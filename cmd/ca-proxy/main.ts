@@ -6,6 +6,7 @@
  *   ca-proxy serve-extproc --config F Envoy network ext_proc gRPC service (docs/extproc.md)
  *   ca-proxy publish-crl --config F   CRL publisher: CA → validated CRL → ConfigMaps (docs/kubernetes.md)
  *   ca-proxy redirect [flags]         the init container's iptables redirect to the sidecar (docs/kubernetes.md)
+ *   ca-proxy inject --config F        sidecar-injecting admission webhook (docs/kubernetes.md)
  *   ca-proxy crl show FILE [--ca F]   what a CRL says, and whether its signature verifies
  *   ca-proxy check HOST:PORT          connect as the proxy would and print the decision
  */
@@ -27,6 +28,7 @@ const checkCommand = lazy(() => import('./check'), 'checkCommand');
 const serveExtProcCommand = lazy(() => import('./serve-extproc'), 'serveExtProcCommand');
 const publishCrlCommand = lazy(() => import('./publish-crl'), 'publishCrlCommand');
 const redirectCommand = lazy(() => import('./redirect'), 'redirectCommand');
+const injectCommand = lazy(() => import('./inject'), 'injectCommand');
 
 const program = new Command();
 program
@@ -86,6 +88,14 @@ program
       'See the rules in the pod: iptables -t nat -S; ip6tables -t nat -S (or iptables-legacy -t nat -S)\n',
   )
   .action(redirectCommand);
+
+program
+  .command('inject')
+  .description('Serve the mutating admission webhook (admission.k8s.io/v1, HTTPS POST /mutate) that adds the redirect init container, the Envoy sidecar and the interception CA bundle to pods labelled ca-proxy.io/inject=true; /metrics, /healthz, /readyz on the admin port. See docs/kubernetes.md "Sidecar injection".')
+  .requiredOption('-c, --config <file>', 'YAML configuration file (the injector section; interceptionCA not needed)')
+  .option('--listen <host:port>', 'override injector.listen (the HTTPS webhook listener)')
+  .option('--admin <host:port>', 'override injector.admin / admin (the /metrics, /healthz, /readyz listener)')
+  .action(injectCommand);
 
 const crl = program.command('crl').description('Inspect certificate revocation lists.');
 crl

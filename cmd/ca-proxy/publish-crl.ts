@@ -11,12 +11,11 @@
 import crypto, { X509Certificate } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
-import fs from 'node:fs';
 import tls from 'node:tls';
-import YAML, { isMap } from 'yaml';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { ConfigError, parseConfig, parseHostPort } from '../../internal/config/load';
+import { ConfigError, parseHostPort } from '../../internal/config/load';
+import { loadConfigWithoutInterceptionCA } from './load';
 import { defaultConfig } from '../../internal/config/defaults';
 import type { Config, PublisherConfig } from '../../internal/config/types';
 import { createLogger } from '../../internal/engine/report';
@@ -33,28 +32,14 @@ export interface PublishCrlOptions {
   identity?: string;
 }
 
-/** Placeholder for the processors' required interceptionCA, never read by publish-crl. */
-const NO_INTERCEPTION_CA = { cert: '/dev/null/unused-by-publish-crl', key: '/dev/null/unused-by-publish-crl' };
-
 /**
  * Load a config file for publish-crl: the processors' loader and schema, with interceptionCA
  * optional and the publisher's paths (sources.caFiles, kubeconfig) resolved against the file's folder.
  * @throws ConfigError
  */
 export function loadPublisherConfig(file: string): { config: Config; publisher: PublisherConfig } {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new ConfigError(file, [{ path: '', message: `cannot read: ${(e as Error).message}` }]);
-  }
-  const doc = YAML.parseDocument(text);
-  if (doc.errors.length === 0 && isMap(doc.contents) && !doc.has('interceptionCA')) {
-    doc.set('interceptionCA', NO_INTERCEPTION_CA);
-    text = doc.toString();
-  }
   const base = path.dirname(path.resolve(file));
-  const config = parseConfig(text, base, file);
+  const config = loadConfigWithoutInterceptionCA(file);
   const p = config.publisher ?? defaultConfig().publisher!;
   const r = (f: string): string => path.resolve(base, f);
   const publisher: PublisherConfig = {

@@ -6,6 +6,9 @@
 import path from 'node:path';
 import type { Config } from './types';
 
+/** This build's version (package.json): the default image tag and the `ca-proxy.io/injected` annotation. */
+export const PACKAGE_VERSION: string = (require('../../../package.json') as { version: string }).version;
+
 /**
  * Everything has a default except the interception CA: a key pair that signs certificates
  * the workloads trust must be chosen explicitly, so the loader reports it missing.
@@ -48,6 +51,37 @@ export function defaultConfig(): ConfigDefaults {
       kubeconfig: null,
     },
     events: { enabled: false, namespace: null, ratePerMinute: 60, kubeconfig: null },
+    injector: {
+      listen: '0.0.0.0:8443',
+      admin: null,
+      tls: { cert: '/etc/ca-proxy/webhook/tls.crt', key: '/etc/ca-proxy/webhook/tls.key' },
+      maxRequestBytes: 4 * 1024 * 1024,
+      images: { caProxy: `ca-proxy:${PACKAGE_VERSION}`, envoy: 'envoyproxy/envoy:v1.40.0' },
+      imagePullPolicy: 'IfNotPresent',
+      placement: 'central',
+      processorAddress: 'ca-proxy-extproc.ca-proxy.svc:9901',
+      envoyClientSecret: 'ca-proxy-envoy-client',
+      sidecarConfigMap: 'ca-proxy-sidecar-config',
+      sidecarSecret: 'ca-proxy-sidecar',
+      proxyUid: 1337,
+      proxyPort: 15001,
+      readyPort: 15021,
+      processorAdminPort: 15020,
+      ipv6: false,
+      ports: '443',
+      excludePorts: '',
+      excludeCidrs: '',
+      caBundleConfigMap: 'ca-proxy-ca-bundle',
+      caBundleKey: 'ca.crt',
+      messageTimeoutMs: 200,
+      envoyLogLevel: 'warning',
+      envoyBootstrapTemplate: null,
+      resources: {
+        redirect: { requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '64Mi' } },
+        envoy: { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '256Mi' } },
+        processor: { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '512Mi' } },
+      },
+    },
   };
 }
 

@@ -46,6 +46,33 @@ const filePath = { type: 'string', minLength: 1, maxLength: 4096 };
 const filePaths = { type: 'array', items: filePath, maxItems: 1024 };
 const port = { type: 'integer', minimum: 1, maximum: 65535 };
 
+/** A Kubernetes object name (DNS subdomain, RFC 1123), e.g. of a ConfigMap or Secret. */
+const kubernetesName = {
+  type: 'string',
+  maxLength: 253,
+  pattern: '^[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?$',
+  [EXPECTED_KEYWORD]: 'a Kubernetes object name (lower-case letters, digits, "-", ".")',
+};
+/** A container image reference (no spaces; tag or digest as the registry wants). */
+const image = { type: 'string', minLength: 1, maxLength: 1024, pattern: '^[^\\s]+$', [EXPECTED_KEYWORD]: 'an image reference without spaces' };
+/** Kubernetes resource.Quantity (its OpenAPI pattern), e.g. 100m, 64Mi, 1. */
+const quantity = {
+  type: 'string',
+  pattern: '^(?:[+-]?[0-9.]+)(?:[eEinumkKMGTP]*[-+]?[0-9]*)$',
+  [EXPECTED_KEYWORD]: 'a Kubernetes quantity, e.g. 100m or 64Mi',
+};
+const resourceList = {
+  type: 'object',
+  maxProperties: 16,
+  propertyNames: { pattern: '^[a-z0-9]([-a-z0-9./]*[a-zA-Z0-9])?$' },
+  additionalProperties: quantity,
+};
+const containerResources = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { requests: resourceList, limits: resourceList },
+};
+
 const identityName = {
   type: 'string',
   pattern: IDENTITY_NAME_PATTERN,
@@ -291,6 +318,85 @@ export const configSchema = {
           },
         },
         kubeconfig: { type: ['string', 'null'], minLength: 1, maxLength: 4096 },
+      },
+    },
+    injector: {
+      type: 'object',
+      additionalProperties: false,
+      required: [
+        'listen',
+        'admin',
+        'tls',
+        'maxRequestBytes',
+        'images',
+        'imagePullPolicy',
+        'placement',
+        'processorAddress',
+        'envoyClientSecret',
+        'sidecarConfigMap',
+        'sidecarSecret',
+        'proxyUid',
+        'proxyPort',
+        'readyPort',
+        'processorAdminPort',
+        'ipv6',
+        'ports',
+        'excludePorts',
+        'excludeCidrs',
+        'caBundleConfigMap',
+        'caBundleKey',
+        'messageTimeoutMs',
+        'envoyLogLevel',
+        'envoyBootstrapTemplate',
+        'resources',
+      ],
+      properties: {
+        listen: hostPort,
+        admin: nullableHostPort,
+        tls: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['cert', 'key'],
+          properties: { cert: filePath, key: filePath },
+        },
+        // The API server sends at most 3 MiB of object; leave room for the review around it.
+        maxRequestBytes: { type: 'integer', minimum: 65536, maximum: 67108864 },
+        images: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['caProxy', 'envoy'],
+          properties: { caProxy: image, envoy: image },
+        },
+        imagePullPolicy: { enum: ['Always', 'IfNotPresent', 'Never'] },
+        placement: { enum: ['central', 'sidecar'] },
+        processorAddress: {
+          type: 'string',
+          pattern: '^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?:(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})$',
+          [EXPECTED_KEYWORD]: 'a DNS name and a port, e.g. ca-proxy-extproc.ca-proxy.svc:9901',
+        },
+        envoyClientSecret: kubernetesName,
+        sidecarConfigMap: kubernetesName,
+        sidecarSecret: kubernetesName,
+        proxyUid: { type: 'integer', minimum: 1, maximum: 2147483647 },
+        proxyPort: port,
+        readyPort: port,
+        processorAdminPort: port,
+        ipv6: { type: 'boolean' },
+        ports: { type: 'string', pattern: '^(?:\\*|\\d{1,5}(?:,\\d{1,5})*)$', [EXPECTED_KEYWORD]: 'comma-separated ports, e.g. 443,8443, or * for every port' },
+        excludePorts: { type: 'string', pattern: '^(?:\\d{1,5}(?:,\\d{1,5})*)?$', [EXPECTED_KEYWORD]: 'comma-separated ports, e.g. 25,587, or empty' },
+        excludeCidrs: { type: 'string', maxLength: 4096, pattern: '^[0-9A-Fa-f.:/,]*$', [EXPECTED_KEYWORD]: 'comma-separated CIDRs, e.g. 10.0.0.0/8,fd00::/8, or empty' },
+        caBundleConfigMap: kubernetesName,
+        caBundleKey: { type: 'string', minLength: 1, maxLength: 253, pattern: '^[-._a-zA-Z0-9]+$', [EXPECTED_KEYWORD]: 'a ConfigMap key (letters, digits, "-", "_", ".")' },
+        // Envoy's default is 200 ms; above a few seconds a stalled processor holds connections too long.
+        messageTimeoutMs: { type: 'integer', minimum: 10, maximum: 60_000 },
+        envoyLogLevel: { enum: ['trace', 'debug', 'info', 'warning', 'error', 'critical', 'off'] },
+        envoyBootstrapTemplate: { ...filePath, type: ['string', 'null'] },
+        resources: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['redirect', 'envoy', 'processor'],
+          properties: { redirect: containerResources, envoy: containerResources, processor: containerResources },
+        },
       },
     },
     extproc: {

@@ -129,6 +129,8 @@ export interface Config {
   publisher?: PublisherConfig;
   /** Denials as Kubernetes Events on the workload's Pod (docs/kubernetes.md). */
   events?: KubernetesEventsConfig;
+  /** `ca-proxy inject`: the sidecar-injecting admission webhook (docs/kubernetes.md "Sidecar injection"). */
+  injector?: InjectorConfig;
 }
 
 /** The watcher's source of CRL ConfigMaps (docs/kubernetes.md "Watcher"). */
@@ -201,4 +203,71 @@ export interface ExtProcConfig {
   shutdownDeadlineMs: number;
   /** Destination port when Envoy does not name one (request header `x-ca-proxy-destination-port`). */
   defaultPort: number;
+}
+
+/** Compute resources of one added container (core/v1 ResourceRequirements; quantities as Kubernetes writes them). */
+export interface ContainerResources {
+  requests?: Record<string, string>;
+  limits?: Record<string, string>;
+}
+
+/**
+ * `ca-proxy inject`: the mutating admission webhook that adds the redirect init container, the
+ * Envoy sidecar (and, for `placement: sidecar`, a serve-extproc container) and the interception CA
+ * bundle to labelled pods (docs/kubernetes.md "Sidecar injection"). Flat on purpose: the Helm chart
+ * renders it from its values.
+ */
+export interface InjectorConfig {
+  /** HTTPS listener for AdmissionReviews (`POST /mutate`), `host:port`. */
+  listen: string;
+  /** Admin listener (/metrics, /healthz, /readyz); null: the top-level `admin`. */
+  admin: string | null;
+  /** Serving certificate chain and key (PEM files, e.g. a cert-manager Secret's tls.crt/tls.key), reloaded when they change. */
+  tls: { cert: string; key: string };
+  /** Largest AdmissionReview body accepted, bytes. */
+  maxRequestBytes: number;
+  images: {
+    /** The ca-proxy image (entrypoint: the ca-proxy CLI): the redirect init container and, for `placement: sidecar`, serve-extproc. */
+    caProxy: string;
+    /** The Envoy image (≥ 1.40 for connection_attributes; `envoy` on its PATH). */
+    envoy: string;
+  };
+  imagePullPolicy: 'Always' | 'IfNotPresent' | 'Never';
+  /** Where the ext_proc processor runs: a central Service (`central`) or a container in every pod (`sidecar`). */
+  placement: 'central' | 'sidecar';
+  /** `central`: the processor Service, `host:port` with a DNS name (its certificate must carry it as a SAN). */
+  processorAddress: string;
+  /** `central`: Secret in each injected namespace with Envoy's client certificate (`tls.crt`, `tls.key`) and the processor's CA (`ca.crt`). */
+  envoyClientSecret: string;
+  /** `sidecar`: ConfigMap in each injected namespace holding the processor's `config.yaml`. */
+  sidecarConfigMap: string;
+  /** `sidecar`: Secret in each injected namespace with the files that config names (interception CA key, identities), mounted at /etc/ca-proxy/secrets. */
+  sidecarSecret: string;
+  /** uid (and gid) of Envoy and the processor sidecar; its traffic is never redirected. */
+  proxyUid: number;
+  /** Envoy's egress listener, the redirect target. */
+  proxyPort: number;
+  /** Envoy's readiness listener (GET /ready, probed by kubelet on the pod IP). */
+  readyPort: number;
+  /** `sidecar`: the processor's admin port (/healthz, /readyz, /metrics) on the pod IP. */
+  processorAdminPort: number;
+  /** Also listen on [::] (dual-stack pods). Off: IPv6 egress is redirected to a port with no listener, so it fails closed. */
+  ipv6: boolean;
+  /** Default of the `ca-proxy.io/ports` annotation: comma-separated ports, or `*` for every port. */
+  ports: string;
+  /** Default of `ca-proxy.io/exclude-ports` (comma-separated; empty: none). */
+  excludePorts: string;
+  /** Default of `ca-proxy.io/exclude-cidrs` (comma-separated IPv4/IPv6 CIDRs; empty: none). */
+  excludeCidrs: string;
+  /** ConfigMap in each injected namespace with the workloads' trust bundle (the interception CA and whatever roots they need). */
+  caBundleConfigMap: string;
+  /** The key of that ConfigMap holding the PEM bundle. */
+  caBundleKey: string;
+  /** Envoy's ext_proc `message_timeout`, ms. */
+  messageTimeoutMs: number;
+  /** Envoy's `--log-level`. */
+  envoyLogLevel: 'trace' | 'debug' | 'info' | 'warning' | 'error' | 'critical' | 'off';
+  /** A bootstrap template other than deploy/envoy/sidecar-bootstrap.template.yaml; null: that one. */
+  envoyBootstrapTemplate: string | null;
+  resources: { redirect: ContainerResources; envoy: ContainerResources; processor: ContainerResources };
 }

@@ -1,173 +1,31 @@
 /**
- * deploy/envoy/sidecar-bootstrap.yaml checked against Envoy's API protos: the v3 Bootstrap and
- * extension protos shipped in `@grpc/grpc-js-xds/deps`, plus our proto/ for the network ext_proc
- * filter's config. The YAML is walked under the proto3 JSON mapping, strictly: an unknown field,
- * a wrong type, an unknown enum name or an unresolvable `@type` is an error (Envoy rejects those
- * at startup too). Then the pieces the issue asks for are checked by value.
+ * deploy/envoy/sidecar-bootstrap.yaml checked against Envoy's API protos (test/support/envoy-api.ts:
+ * the v3 Bootstrap and extension protos shipped in `@grpc/grpc-js-xds/deps`, plus our proto/ for the
+ * network ext_proc filter's config), strictly: an unknown field, a wrong type, an unknown enum name
+ * or an unresolvable `@type` is an error (Envoy rejects those at startup too). The file is a
+ * rendering of deploy/envoy/sidecar-bootstrap.template.yaml and must be up to date with it. Then
+ * the pieces the design asks for are checked by value. (Every bootstrap the injector generates is
+ * validated the same way in test/unit/k8s/injector-bootstrap.test.ts.)
  */
-import { test, beforeAll } from '@jest/globals';
+import { test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import protobuf from 'protobufjs';
 import YAML from 'yaml';
 import { repoRoot } from '../../support/root';
+import { envoyProtos, resolveProtoPath, validateBootstrap } from '../../support/envoy-api';
+import { renderExample } from '../../../scripts/render-envoy-bootstrap';
 
-const XDS_DEPS = path.join(repoRoot(), 'node_modules/@grpc/grpc-js-xds/deps');
-const INCLUDE = ['envoy-api', 'xds', 'protoc-gen-validate', 'googleapis'].map((d) => path.join(XDS_DEPS, d)).concat(path.join(repoRoot(), 'proto'), path.join(repoRoot(), 'node_modules/protobufjs'));
-const FILES = [
-  'envoy/config/bootstrap/v3/bootstrap.proto',
-  'envoy/extensions/filters/listener/original_dst/v3/original_dst.proto',
-  'envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.proto',
-  'envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto',
-  'envoy/extensions/access_loggers/stream/v3/stream.proto',
-  'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
-  'envoy/extensions/filters/network/ext_proc/v3/ext_proc.proto',
-];
 const BOOTSTRAP = path.join(repoRoot(), 'deploy/envoy/sidecar-bootstrap.yaml');
-
-let root: protobuf.Root;
-beforeAll(() => {
-  root = new protobuf.Root();
-  root.resolvePath = (_origin, target) => {
-    for (const dir of INCLUDE) {
-      const p = path.join(dir, target);
-      if (fs.existsSync(p)) return p;
-    }
-    return target; // google/protobuf/*.proto: bundled with protobufjs
-  };
-  root.loadSync(FILES, { keepCase: true });
-  root.resolveAll();
-});
-
-const INT = new Set(['int32', 'uint32', 'sint32', 'fixed32', 'sfixed32']);
-const INT64 = new Set(['int64', 'uint64', 'sint64', 'fixed64', 'sfixed64']);
-const WRAPPERS: Record<string, string> = {
-  '.google.protobuf.BoolValue': 'bool',
-  '.google.protobuf.UInt32Value': 'uint32',
-  '.google.protobuf.Int32Value': 'int32',
-  '.google.protobuf.UInt64Value': 'uint64',
-  '.google.protobuf.Int64Value': 'int64',
-  '.google.protobuf.DoubleValue': 'double',
-  '.google.protobuf.FloatValue': 'float',
-  '.google.protobuf.StringValue': 'string',
-  '.google.protobuf.BytesValue': 'bytes',
-};
-
-/** Every problem of `value` as a `type` message under the proto3 JSON mapping. */
-function validate(type: protobuf.Type, value: unknown, at: string, out: string[] = []): string[] {
-  if (!isObject(value)) {
-    out.push(`${at}: expected an object (${type.fullName.slice(1)}), got ${JSON.stringify(value)}`);
-    return out;
-  }
-  const byJson = new Map<string, protobuf.Field>();
-  for (const f of type.fieldsArray) {
-    byJson.set(f.name, f);
-    byJson.set(camel(f.name), f);
-  }
-  for (const [k, v] of Object.entries(value)) {
-    const f = byJson.get(k);
-    if (!f) {
-      out.push(`${at}.${k}: unknown field of ${type.fullName.slice(1)}`);
-      continue;
-    }
-    checkField(f, v, `${at}.${k}`, out);
-  }
-  for (const o of type.oneofsArray) {
-    const set = o.fieldsArray.filter((f) => f.name in value || camel(f.name) in value);
-    if (set.length > 1) out.push(`${at}: oneof ${o.name} has ${set.map((f) => f.name).join(' and ')}`);
-  }
-  return out;
-}
-
-function checkField(f: protobuf.Field, v: unknown, at: string, out: string[]): void {
-  f.resolve();
-  if (f instanceof protobuf.MapField) {
-    if (!isObject(v)) return void out.push(`${at}: expected a map`);
-    for (const [k, x] of Object.entries(v)) checkValue(f.type, f.resolvedType, x, `${at}[${k}]`, out);
-  } else if (f.repeated) {
-    if (!Array.isArray(v)) return void out.push(`${at}: expected a list`);
-    v.forEach((x, i) => checkValue(f.type, f.resolvedType, x, `${at}[${i}]`, out));
-  } else {
-    checkValue(f.type, f.resolvedType, v, at, out);
-  }
-}
-
-function checkValue(typeName: string, resolved: protobuf.Type | protobuf.Enum | null, v: unknown, at: string, out: string[]): void {
-  if (resolved instanceof protobuf.Enum) {
-    if (!(typeof v === 'string' && v in resolved.values) && !(Number.isInteger(v) && Object.values(resolved.values).includes(v as number))) {
-      out.push(`${at}: ${JSON.stringify(v)} is not a value of ${resolved.fullName.slice(1)} (${Object.keys(resolved.values).join(', ')})`);
-    }
-    return;
-  }
-  if (resolved instanceof protobuf.Type) {
-    const name = resolved.fullName;
-    if (WRAPPERS[name]) return checkValue(WRAPPERS[name]!, null, v, at, out);
-    switch (name) {
-      case '.google.protobuf.Duration':
-        if (typeof v !== 'string' || !/^-?\d+(\.\d{1,9})?s$/.test(v)) out.push(`${at}: expected a duration like "0.2s", got ${JSON.stringify(v)}`);
-        return;
-      case '.google.protobuf.Timestamp':
-        if (typeof v !== 'string') out.push(`${at}: expected an RFC 3339 timestamp`);
-        return;
-      case '.google.protobuf.Struct':
-        if (!isObject(v)) out.push(`${at}: expected an object`);
-        return;
-      case '.google.protobuf.Value':
-        return;
-      case '.google.protobuf.ListValue':
-        if (!Array.isArray(v)) out.push(`${at}: expected a list`);
-        return;
-      case '.google.protobuf.Empty':
-        if (!isObject(v) || Object.keys(v).length) out.push(`${at}: expected {}`);
-        return;
-      case '.google.protobuf.Any': {
-        if (!isObject(v) || typeof v['@type'] !== 'string') return void out.push(`${at}: an Any needs "@type"`);
-        const url = v['@type'];
-        const m = /^type\.googleapis\.com\/(.+)$/.exec(url);
-        const t = m ? root.lookup(m[1]!) : null;
-        if (!(t instanceof protobuf.Type)) return void out.push(`${at}["@type"]: unknown type ${url}`);
-        const { ['@type']: _drop, ...rest } = v;
-        validate(t, rest, at, out);
-        return;
-      }
-      default:
-        validate(resolved, v, at, out);
-        return;
-    }
-  }
-  const ok =
-    typeName === 'string'
-      ? typeof v === 'string'
-      : typeName === 'bool'
-        ? typeof v === 'boolean'
-        : INT.has(typeName)
-          ? Number.isInteger(v) || (typeof v === 'string' && /^-?\d+$/.test(v))
-          : INT64.has(typeName)
-            ? Number.isInteger(v) || (typeof v === 'string' && /^-?\d+$/.test(v))
-            : typeName === 'double' || typeName === 'float'
-              ? typeof v === 'number'
-              : typeName === 'bytes'
-                ? typeof v === 'string'
-                : false;
-  if (!ok) out.push(`${at}: expected ${typeName}, got ${JSON.stringify(v)}`);
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function camel(s: string): string {
-  return s.replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase());
-}
 
 function bootstrap(): Record<string, unknown> {
   return YAML.parse(fs.readFileSync(BOOTSTRAP, 'utf8')) as Record<string, unknown>;
 }
 
-function validateBootstrap(doc: unknown): string[] {
-  return validate(root.lookupType('envoy.config.bootstrap.v3.Bootstrap'), doc, 'bootstrap');
-}
+test('deploy/envoy/sidecar-bootstrap.yaml is the current rendering of the template (run `node dist/scripts/render-envoy-bootstrap.js` after changing it)', () => {
+  assert.equal(fs.readFileSync(BOOTSTRAP, 'utf8'), renderExample());
+});
 
 test('the sidecar bootstrap is a valid envoy.config.bootstrap.v3.Bootstrap (strict: no unknown fields, right types, resolvable @type)', () => {
   assert.deepEqual(validateBootstrap(bootstrap()), []);
@@ -210,7 +68,35 @@ test('the bootstrap has what the sidecar needs: 15001 with original_dst + tls_in
   assert.match(fmt, /%DYNAMIC_METADATA\(ca_proxy:reason\)%/);
 });
 
+test('the bootstrap has the Envoy 1.40 pieces: connection_attributes, receiving_namespaces ca_proxy, the delayed-close runtime guard, pod identity and port headers, admin off the network', () => {
+  const doc = bootstrap() as any;
+  const l = doc.static_resources.listeners.find((x: { name: string }) => x.name === 'ca_proxy_egress');
+  assert.equal(l.filter_chains.length, 1);
+  assert.deepEqual(l.filter_chains[0].filter_chain_match, { destination_port: 443 });
+  const cfg = l.filter_chains[0].filters[0].typed_config;
+  assert.deepEqual(cfg.connection_attributes, ['source.address', 'destination.address', 'destination.port', 'connection.requested_server_name']);
+  assert.deepEqual(cfg.metadata_options, { receiving_namespaces: { untyped: ['ca_proxy'] } });
+  assert.deepEqual(
+    Object.fromEntries(cfg.grpc_service.initial_metadata.map((h: { key: string; value: string }) => [h.key, h.value])),
+    {
+      'x-ca-proxy-pod-name': '$(CA_PROXY_POD_NAME)',
+      'x-ca-proxy-pod-namespace': '$(CA_PROXY_POD_NAMESPACE)',
+      'x-ca-proxy-pod-service-account': '$(CA_PROXY_POD_SERVICE_ACCOUNT)',
+      'x-ca-proxy-destination-port': '443',
+    },
+  );
+  const guard = doc.layered_runtime.layers.find((x: { static_layer?: object }) => x.static_layer).static_layer;
+  assert.equal(guard['envoy.reloadable_features.connection_close_through_filter_manager'], true);
+  assert.ok(doc.admin.address.pipe, 'the admin API listens on a Unix socket, not on the network the workload shares');
+  assert.equal(doc.admin.address.pipe.mode, 0o600);
+  const ready = doc.static_resources.listeners.find((x: { name: string }) => x.name === 'ca_proxy_ready');
+  const routes = ready.filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes;
+  assert.deepEqual(routes.map((r: { match: object }) => r.match), [{ path: '/ready', headers: [{ name: ':method', string_match: { exact: 'GET' } }] }, { prefix: '/' }]);
+  assert.deepEqual(routes[1].direct_response, { status: 404 }, 'nothing but GET /ready reaches the admin API');
+});
+
 test('our network ext_proc protos match the field numbers and types of Envoy 1.40', () => {
+  const root = envoyProtos();
   const cfg = root.lookupType('envoy.extensions.filters.network.ext_proc.v3.NetworkExternalProcessor');
   assert.deepEqual(
     cfg.fieldsArray.map((f) => [f.name, f.id, f.type]),
@@ -228,7 +114,7 @@ test('our network ext_proc protos match the field numbers and types of Envoy 1.4
   const mo = root.lookupType('envoy.extensions.filters.network.ext_proc.v3.MetadataOptions');
   assert.deepEqual(mo.fieldsArray.map((f) => [f.name, f.id, f.type]), [['forwarding_namespaces', 1, 'MetadataNamespaces'], ['receiving_namespaces', 2, 'MetadataNamespaces']]);
   const svc = new protobuf.Root();
-  svc.resolvePath = root.resolvePath;
+  svc.resolvePath = resolveProtoPath;
   svc.loadSync('envoy/service/network_ext_proc/v3/network_external_processor.proto', { keepCase: true });
   const res = svc.lookupType('envoy.service.network_ext_proc.v3.ProcessingResponse');
   assert.deepEqual(res.fieldsArray.map((f) => [f.name, f.id]), [['read_data', 1], ['write_data', 2], ['data_processing_status', 3], ['connection_status', 4], ['dynamic_metadata', 5], ['close_stream_to_ext_proc_server', 6]]);
