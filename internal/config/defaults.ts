@@ -73,7 +73,7 @@ export function defaultConfig(): ConfigDefaults {
       excludeCidrs: '',
       caBundleConfigMap: 'ca-proxy-ca-bundle',
       caBundleKey: 'ca.crt',
-      messageTimeoutMs: 200,
+      messageTimeoutMs: 1000,
       envoyLogLevel: 'warning',
       envoyBootstrapTemplate: null,
       resources: {

@@ -55,7 +55,7 @@ test('the bootstrap has what the sidecar needs: 15001 with original_dst + tls_in
   const [extProc, tcp] = l.filter_chains[0].filters;
   assert.equal(extProc.typed_config['@type'], 'type.googleapis.com/envoy.extensions.filters.network.ext_proc.v3.NetworkExternalProcessor');
   assert.equal(extProc.typed_config.failure_mode_allow, false, 'fail closed');
-  assert.equal(extProc.typed_config.message_timeout, '0.2s');
+  assert.equal(extProc.typed_config.message_timeout, '1s');
   assert.ok(extProc.typed_config.stat_prefix.length > 0, 'stat_prefix is required (min_len 1)');
   const grpcCluster = doc.static_resources.clusters.find((c: { name: string }) => c.name === extProc.typed_config.grpc_service.envoy_grpc.cluster_name);
   assert.ok(grpcCluster.typed_extension_protocol_options['envoy.extensions.upstreams.http.v3.HttpProtocolOptions'].explicit_http_config.http2_protocol_options, 'gRPC needs HTTP/2');
