@@ -267,7 +267,9 @@ export function caProxyConfig(o: StartOptions, listen: { sni?: string; extproc?:
     trust: { caFiles: [pki.serverRoot], systemRoots: false },
     revocation: { crlPaths: o.crlPaths ?? [pki.crlDir], crlSigners: [pki.intermediate, ...(o.extraCrlSigners ?? [])], watch: !!o.watchCrls },
     identities: [{ name: 'upstream', cert: pki.identityCert, key: pki.identityKey }],
-    limits: { handshakeTimeoutMs: 30000 },
+    // Every contender's upstream is on loopback, which the destination policy refuses by default.
+    destinations: { allow: ['127.0.0.0/8'], deny: [] },
+    limits: { handshakeTimeoutMs: 30000, maxConnectionsPerSource: 100000 },
     defaults: { action, identity: 'upstream', revocation: 'hardFail', clientAuth: 'none', ...(action === 'inspect' ? { tls13: 'allowUnchecked' } : {}) },
     log: { level: 'info' },
     ...(listen.extproc ? { extproc: { listen: listen.extproc } } : {}),

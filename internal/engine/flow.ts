@@ -11,6 +11,8 @@ import type { Peer } from './session';
 /** What the Session offers to a flow (intercept.ts, inspect.ts). */
 export interface FlowHost {
   readonly partial: Partial<Decision>;
+  /** The front door answers in Envoy's lockstep and needs to know when the engine is idle. */
+  readonly lockstep: boolean;
   readonly decision: Decision | null;
   send(to: Peer, data: Buffer): void;
   endTo(to: Peer): void;

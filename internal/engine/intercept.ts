@@ -122,7 +122,7 @@ export class Intercept {
   ) {
     this.identity = settings.identity ? ctx.identities.get(settings.identity) : undefined;
     this.watcher = new ServerFlightWatcher(ctx.limits.maxHandshakeMessageBytes);
-    this.upWire = new Wire((chunk) => this.host.send('server', chunk));
+    this.upWire = new Wire((chunk) => this.host.send('server', chunk), undefined, host.lockstep);
     this.upWire.on('outputEnd', () => this.host.endTo('server'));
     this.upWire.on('error', () => undefined);
     this.upWire.on('idle', () => this.checkIdle());
@@ -444,7 +444,7 @@ export class Intercept {
 
   private openDownstream(secureContext: tls.SecureContext): void {
     if (this.state === 'Closed') return;
-    const wire = new Wire((chunk) => this.host.send('workload', chunk));
+    const wire = new Wire((chunk) => this.host.send('workload', chunk), undefined, this.host.lockstep);
     wire.on('outputEnd', () => this.host.endTo('workload'));
     wire.on('error', () => undefined);
     wire.on('idle', () => this.checkIdle());

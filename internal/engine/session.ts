@@ -212,6 +212,10 @@ export class Session extends EventEmitter implements InterceptHost, InspectHost 
     else this.close(true);
   }
 
+  get lockstep(): boolean {
+    return this.init.lockstep === true;
+  }
+
   /** The engine will produce nothing more for this connection without new input. */
   get idle(): boolean {
     return this.state === 'Closed' || (this.pendingSteps === 0 && (this.intercept?.idle ?? true));

@@ -40,10 +40,13 @@ export class Wire extends Duplex {
   /**
    * @param onOutput receives every chunk OpenSSL writes (not called while held)
    * @param highWaterMark bytes of un-drained output before OpenSSL's writes are paused
+   * @param trackIdle follow write confirmations for `busy`/`'idle'` (lockstep front doors only:
+   *   it costs an event-loop callback per record written)
    */
   constructor(
     private readonly onOutput: (chunk: Buffer) => void,
     private readonly highWaterMark = 256 * 1024,
+    private readonly trackIdle = true,
   ) {
     super({ allowHalfOpen: true });
     // Runs before Node's stream wrapper hands the EOF to OpenSSL (see `watch`).
@@ -133,6 +136,7 @@ export class Wire extends Duplex {
 
   /** Confirms a write to OpenSSL, and notes that its follow-up runs on the next turn. */
   private confirm(cb: (err?: Error | null) => void): void {
+    if (!this.trackIdle) return cb();
     this.confirming++;
     cb();
     // Queued after the wrapper's own setImmediate (FIFO), so it runs once finishWrite has.

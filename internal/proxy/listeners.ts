@@ -18,7 +18,7 @@ import { randomUUID } from 'node:crypto';
 import type { EngineContext } from '../engine/context';
 import { Reason, type ReasonCode } from '../engine/reasons';
 import { reportRefusal } from '../engine/refusal';
-import { serveConnection } from './pipe';
+import { serveConnection, SOCKET_HIGH_WATER } from './pipe';
 
 export interface Listening {
   /** Bound address, e.g. to learn an ephemeral port. */
@@ -127,7 +127,12 @@ export async function listenConnect(ctx: EngineContext, bind: string, opts: List
   // Node checks these timeouts every connectionsCheckingInterval (30 s by default): check often
   // enough that a silent client is closed near requestTimeoutMs, not half a minute later.
   const server = http.createServer(
-    { requestTimeout: opts.requestTimeoutMs, headersTimeout: opts.requestTimeoutMs, connectionsCheckingInterval: Math.min(1000, opts.requestTimeoutMs) },
+    {
+      requestTimeout: opts.requestTimeoutMs,
+      headersTimeout: opts.requestTimeoutMs,
+      connectionsCheckingInterval: Math.min(1000, opts.requestTimeoutMs),
+      highWaterMark: SOCKET_HIGH_WATER,
+    },
     (req, res) => {
       const socket = req.socket;
       const startedAt = settle(socket);
@@ -175,7 +180,7 @@ export async function listenConnect(ctx: EngineContext, bind: string, opts: List
 
 export async function listenSni(ctx: EngineContext, bind: string, opts: ListenOptions & { upstreamPort: number }): Promise<Listening> {
   const admission = new Admission(ctx, opts);
-  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
+  const server = net.createServer({ allowHalfOpen: true, highWaterMark: SOCKET_HIGH_WATER }, (socket) => {
     const startedAt = performance.now();
     socket.on('error', () => undefined);
     const admitted = admission.admit(socket, (reason, detail) => {

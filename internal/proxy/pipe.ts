@@ -12,6 +12,9 @@ import { randomUUID } from 'node:crypto';
 import { Session, type Peer, type UpstreamTarget } from '../engine/session';
 import type { EngineContext } from '../engine/context';
 
+/** Bytes a socket buffers before `write()` says wait: room for a turn's worth of TLS records (corked). */
+export const SOCKET_HIGH_WATER = 256 * 1024;
+
 /** How long a gracefully closed socket may stay half-open before it is destroyed, ms. */
 const LINGER_MS = 2000;
 
@@ -59,7 +62,8 @@ export function serveConnection(
     return new Promise<void>((resolve, reject) => {
       // Exactly the address the session checked: no second lookup (DESIGN.md "Egress policy").
       // allowHalfOpen: a server's FIN ends only its direction; its last bytes still reach the workload.
-      const server = net.connect({ host: target.address, port: target.port, allowHalfOpen: true });
+      // (net.Socket passes Duplex options through; @types/node does not list this one.)
+      const server = net.connect({ host: target.address, port: target.port, allowHalfOpen: true, writableHighWaterMark: SOCKET_HIGH_WATER } as net.NetConnectOpts);
       const timer = setTimeout(() => {
         server.destroy();
         reject(new Error(`connect timed out after ${opts.connectTimeoutMs} ms`));
@@ -95,9 +99,19 @@ export function serveConnection(
     });
   }
 
+  /** Writes within one event-loop turn go out as one writev (OpenSSL emits one record at a time). */
+  const corked: Record<Peer, boolean> = { workload: false, server: false };
   function flush(to: Peer): void {
     const sock = sockets[to];
     if (!sock || sock.destroyed || waitingDrain[to] || !session.hasOutput(to)) return;
+    if (!corked[to]) {
+      corked[to] = true;
+      sock.cork();
+      process.nextTick(() => {
+        corked[to] = false;
+        sock.uncork();
+      });
+    }
     const { data, end } = session.take(to);
     const ok = data.length ? sock.write(data) : true;
     if (end) {
