@@ -7,6 +7,7 @@
  * `ca-proxy.io/exclude-cidrs` annotations); spaces around items are ignored, empty items refused.
  */
 import net from 'node:net';
+import { parseCidr as parseCidrText } from '../config/cidr';
 
 /** An inclusive TCP port range; a single port has `from === to`. */
 export interface PortRange {
@@ -129,77 +130,22 @@ export function parsePortList(flag: string, text: string): PortRange[] {
   return mergeRanges(ranges);
 }
 
-/** The address with the host bits beyond `prefix` cleared, as iptables-save prints a network. */
-function networkOf(address: string, family: 4 | 6, prefix: number): string {
-  const bytes = family === 4 ? Buffer.from(address.split('.').map(Number)) : ipv6Bytes(address);
-  for (let bit = prefix; bit < bytes.length * 8; bit++) bytes[bit >> 3] &= ~(0x80 >> (bit & 7));
-  if (family === 4) return [...bytes].join('.');
-  return compressIpv6(bytes);
-}
-
-function ipv6Bytes(address: string): Buffer {
-  // An embedded IPv4 tail (::ffff:1.2.3.4) becomes two hex groups first.
-  let a = address;
-  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(a);
-  if (v4) {
-    const b = v4[1].split('.').map(Number);
-    a = a.slice(0, -v4[1].length) + `${((b[0] << 8) | b[1]).toString(16)}:${((b[2] << 8) | b[3]).toString(16)}`;
-  }
-  const [head, tail] = a.includes('::') ? a.split('::') : [a, undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail !== undefined ? (tail ? tail.split(':') : []) : [];
-  const groups = tail !== undefined ? [...h, ...Array(8 - h.length - t.length).fill('0'), ...t] : h;
-  const out = Buffer.alloc(16);
-  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));
-  return out;
-}
-
-/** RFC 5952 text form (lowercase, the longest run of ≥ 2 zero groups as `::`), as iptables prints it. */
-export function compressIpv6(bytes: Buffer): string {
-  const groups = Array.from({ length: 8 }, (_, i) => bytes.readUInt16BE(i * 2));
-  let best = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (best < 0) return hex.join(':');
-  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
-}
-
-/** `10.0.0.0/8`, `2001:db8::/32`, or a bare address (a /32 or /128). Host bits are cleared. */
+/** `10.0.0.0/8`, `2001:db8::/32`, or a bare address (a /32 or /128). Host bits are cleared, as iptables would. */
 export function parseCidr(flag: string, text: string): Cidr {
-  const t = text.trim();
-  const slash = t.indexOf('/');
-  const address = slash < 0 ? t : t.slice(0, slash);
-  const version = net.isIP(address);
-  if (version === 0) throw new RedirectUsageError(`${flag}: "${text}" is not an IPv4 or IPv6 address or CIDR (e.g. 10.0.0.0/8, fd00::/8)`);
-  const family = version as 4 | 6;
-  const max = family === 4 ? 32 : 128;
-  let prefix = max;
-  if (slash >= 0) {
-    const p = t.slice(slash + 1);
-    if (!DECIMAL.test(p) || Number(p) > max) throw new RedirectUsageError(`${flag}: "${text}" has a bad prefix length (0-${max} for IPv${family})`);
-    prefix = Number(p);
+  const c = parseCidrText(text);
+  if (!c) {
+    const slash = text.trim().indexOf('/');
+    const family = net.isIP(slash < 0 ? text.trim() : text.trim().slice(0, slash));
+    if (family === 0) throw new RedirectUsageError(`${flag}: "${text}" is not an IPv4 or IPv6 address or CIDR (e.g. 10.0.0.0/8, fd00::/8)`);
+    throw new RedirectUsageError(`${flag}: "${text}" has a bad prefix length (0-${family === 4 ? 32 : 128} for IPv${family})`);
   }
-  return { family, address: networkOf(address, family, prefix), prefix };
+  return { family: c.family === 'ipv4' ? 4 : 6, address: c.network, prefix: c.prefix };
 }
 
 /** Whether `address` (a literal of the CIDR's family) lies in `cidr`. */
 export function cidrContains(cidr: Cidr, address: string): boolean {
-  const family = net.isIP(address);
-  if (family !== cidr.family) return false;
-  return networkOf(address, cidr.family, cidr.prefix) === cidr.address;
+  if (net.isIP(address) !== cidr.family) return false;
+  return parseCidrText(`${address}/${cidr.prefix}`)?.network === cidr.address;
 }
 
 function oneOf<T extends string>(flag: string, text: string, allowed: readonly T[]): T {

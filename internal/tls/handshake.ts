@@ -253,6 +253,15 @@ function parseAlpnList(data: Buffer): string[] {
   return out;
 }
 
+/** The one protocol a server selects with ALPN (RFC 7301 §3.1), or null when it sent none. */
+function selectedAlpn(extensions: Extension[], what: string): string | null {
+  const ext = findExtension(extensions, ExtensionType.application_layer_protocol_negotiation);
+  if (!ext) return null;
+  const names = parseAlpnList(ext.data);
+  if (names.length !== 1) throw new ParseError('malformed', `${what} ALPN: ${names.length} names, expected 1`);
+  return names[0]!;
+}
+
 /** `SignatureScheme supported_signature_algorithms<2..2^16-2>` (RFC 8446 §4.2.3, RFC 5246 §7.4.1.4.1). */
 function readSignatureSchemes(r: BoundedReader, what: string): number[] {
   const list = r.vector(2, what);
@@ -405,13 +414,7 @@ export function parseServerHello(body: Buffer): ServerHello {
     selectedVersion = sv.data.readUInt16BE(0);
   }
 
-  let alpn: string | null = null;
-  const alpnExt = findExtension(extensions, ExtensionType.application_layer_protocol_negotiation);
-  if (alpnExt) {
-    const names = parseAlpnList(alpnExt.data);
-    if (names.length !== 1) throw new ParseError('malformed', `ServerHello ALPN: ${names.length} names, expected 1`);
-    alpn = names[0]!;
-  }
+  const alpn = selectedAlpn(extensions, 'ServerHello');
 
   return {
     legacyVersion,
@@ -445,14 +448,7 @@ export function parseEncryptedExtensions(body: Buffer): EncryptedExtensions {
   const r = new BoundedReader(body);
   const extensions = readExtensions(r, 'EncryptedExtensions');
   r.expectEnd('EncryptedExtensions');
-  let alpn: string | null = null;
-  const alpnExt = findExtension(extensions, ExtensionType.application_layer_protocol_negotiation);
-  if (alpnExt) {
-    const names = parseAlpnList(alpnExt.data);
-    if (names.length !== 1) throw new ParseError('malformed', `EncryptedExtensions ALPN: ${names.length} names, expected 1`);
-    alpn = names[0]!;
-  }
-  return { extensions, alpn };
+  return { extensions, alpn: selectedAlpn(extensions, 'EncryptedExtensions') };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
  * whose annotation cannot be read is denied with a message naming the annotation, never admitted
  * with a guess (a filter that silently covers fewer ports than asked is a hole).
  */
-import net from 'node:net';
+import { parseCidr } from '../../config/cidr';
 
 /** Pod (or namespace) label selecting injection: `"true"`; on the pod, `"false"` opts out. */
 export const INJECT_LABEL = 'ca-proxy.io/inject';
@@ -68,18 +68,10 @@ export function parseCidrs(value: string, what: string): string[] {
   const out = new Set<string>();
   for (const raw of text.split(',')) {
     const item = raw.trim();
-    const m = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(item);
-    const family = m ? net.isIP(m[1]!) : 0;
-    const max = family === 4 ? 32 : 128;
-    const prefix = m?.[2] === undefined ? max : Number(m[2]);
-    if (!m || family === 0 || prefix > max) {
-      throw new AnnotationError(`${what}: ${JSON.stringify(item)} is not an IPv4 or IPv6 CIDR (e.g. 10.0.0.0/8, fd00::/8)`);
-    }
-    const bytes = addressBytes(m[1]!, family);
-    if (!hostBitsZero(bytes, prefix)) {
-      throw new AnnotationError(`${what}: ${JSON.stringify(item)} has host bits set (the network is ${formatAddress(maskBytes(bytes, prefix), family)}/${prefix})`);
-    }
-    out.add(`${formatAddress(bytes, family)}/${prefix}`);
+    const c = parseCidr(item);
+    if (!c) throw new AnnotationError(`${what}: ${JSON.stringify(item)} is not an IPv4 or IPv6 CIDR (e.g. 10.0.0.0/8, fd00::/8)`);
+    if (c.hostBits) throw new AnnotationError(`${what}: ${JSON.stringify(item)} has host bits set (the network is ${c.network}/${c.prefix})`);
+    out.add(`${c.network}/${c.prefix}`);
   }
   return [...out];
 }
@@ -108,56 +100,4 @@ export function redirectSettings(annotations: Record<string, string>, defaults: 
 /** `*` or `443,8443`, as `ca-proxy redirect --ports` takes it. */
 export function formatPorts(p: PortSelection): string {
   return p === '*' ? '*' : p.join(',');
-}
-
-function addressBytes(address: string, family: number): number[] {
-  if (family === 4) return address.split('.').map(Number);
-  // Expand "::" and an embedded IPv4 tail into eight groups.
-  let text = address.toLowerCase();
-  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
-  if (v4) {
-    const b = v4[1]!.split('.').map(Number);
-    text = text.slice(0, -v4[1]!.length) + `${((b[0]! << 8) | b[1]!).toString(16)}:${((b[2]! << 8) | b[3]!).toString(16)}`;
-  }
-  const [head, tail] = text.includes('::') ? text.split('::') : [text, undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail === undefined ? [] : tail ? tail.split(':') : [];
-  const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
-  return groups.flatMap((g) => {
-    const n = parseInt(g, 16);
-    return [n >> 8, n & 0xff];
-  });
-}
-
-function maskBytes(bytes: number[], prefix: number): number[] {
-  return bytes.map((b, i) => {
-    const bits = Math.max(0, Math.min(8, prefix - i * 8));
-    return b & ((0xff << (8 - bits)) & 0xff);
-  });
-}
-
-function hostBitsZero(bytes: number[], prefix: number): boolean {
-  return maskBytes(bytes, prefix).every((b, i) => b === bytes[i]);
-}
-
-function formatAddress(bytes: number[], family: number): string {
-  if (family === 4) return bytes.join('.');
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push((bytes[i]! << 8) | bytes[i + 1]!);
-  // RFC 5952: the longest run (≥ 2) of zero groups becomes "::".
-  let best = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) [best, bestLen] = [i, j - i];
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (best < 0) return hex.join(':');
-  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
 }
