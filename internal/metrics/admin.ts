@@ -10,6 +10,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
+import { registerReadiness } from './registry';
 
 export interface Readiness {
   ready: boolean;
@@ -41,6 +42,8 @@ const REQUEST_TIMEOUT_MS = 10_000;
  * @throws (rejects) the listen error, e.g. EADDRINUSE or EACCES
  */
 export function startAdminServer(options: AdminServerOptions): Promise<AdminServer> {
+  // /readyz as a metric too (`ca_proxy_ready`), so alerts see what the kubelet sees.
+  registerReadiness(options.registry, options.ready);
   const server = http.createServer((req, res) => {
     handle(req, res, options).catch((err: unknown) => {
       // Only reachable if writing the answer itself failed; the socket is unusable then.

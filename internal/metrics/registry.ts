@@ -24,6 +24,8 @@ export interface Metrics {
   crlEntries: Gauge<'issuer'>;
   /** `ca_proxy_crl_next_update_timestamp_seconds{issuer}`: earliest nextUpdate, Unix seconds. */
   crlNextUpdate: Gauge<'issuer'>;
+  /** `ca_proxy_crl_this_update_timestamp_seconds{issuer}`: latest thisUpdate, Unix seconds (the CRL's age is now minus this). */
+  crlThisUpdate: Gauge<'issuer'>;
   /** `ca_proxy_crl_reloads_total{result}`: CRLs accepted into / refused by the revocation store. */
   crlReloads: Counter<'result'>;
   /** `ca_proxy_active_connections`: connections currently open (front doors inc/dec). */
@@ -83,6 +85,12 @@ export function createMetrics(): Metrics {
     crlNextUpdate: new Gauge({
       name: 'ca_proxy_crl_next_update_timestamp_seconds',
       help: 'Earliest nextUpdate of the accepted CRLs, by CRL issuer, Unix time in seconds.',
+      labelNames: ['issuer'] as const,
+      registers,
+    }),
+    crlThisUpdate: new Gauge({
+      name: 'ca_proxy_crl_this_update_timestamp_seconds',
+      help: 'Latest thisUpdate of the accepted CRLs, by CRL issuer, Unix time in seconds.',
       labelNames: ['issuer'] as const,
       registers,
     }),
@@ -148,8 +156,11 @@ export function observeEnds(metrics: Metrics, decision: Decision): void {
 export function observeCrls(metrics: Metrics, infos: readonly CrlInfo[]): void {
   const entries = new Map<string, number>();
   const nextUpdate = new Map<string, number>();
+  const thisUpdate = new Map<string, number>();
   for (const info of infos) {
     entries.set(info.issuer, (entries.get(info.issuer) ?? 0) + info.entries);
+    const issued = info.thisUpdate.getTime() / 1000;
+    if (Number.isFinite(issued) && issued > (thisUpdate.get(info.issuer) ?? -Infinity)) thisUpdate.set(info.issuer, issued);
     if (info.nextUpdate !== null) {
       const t = info.nextUpdate.getTime() / 1000;
       const prev = nextUpdate.get(info.issuer);
@@ -158,8 +169,36 @@ export function observeCrls(metrics: Metrics, infos: readonly CrlInfo[]): void {
   }
   metrics.crlEntries.reset();
   metrics.crlNextUpdate.reset();
+  metrics.crlThisUpdate.reset();
   for (const [issuer, n] of entries) metrics.crlEntries.set({ issuer }, n);
   for (const [issuer, t] of nextUpdate) metrics.crlNextUpdate.set({ issuer }, t);
+  for (const [issuer, t] of thisUpdate) metrics.crlThisUpdate.set({ issuer }, t);
+}
+
+/** Name of the readiness gauge the admin server exports beside /readyz. */
+export const READY_METRIC = 'ca_proxy_ready';
+
+/**
+ * Registers `ca_proxy_ready` (1 when `ready()` says ready, else 0; evaluated at scrape time) on
+ * `registry`, once: what /readyz answers, as a series an alert can watch (a pod that is never
+ * ready is otherwise visible only to the kubelet). A readiness callback that throws reads as 0.
+ */
+export function registerReadiness(registry: Registry, ready: () => { ready: boolean }): void {
+  if (registry.getSingleMetric(READY_METRIC)) return;
+  new Gauge({
+    name: READY_METRIC,
+    help: 'Whether this process is ready (1) or not (0), as /readyz answers.',
+    registers: [registry],
+    collect() {
+      let up = false;
+      try {
+        up = ready().ready;
+      } catch {
+        up = false;
+      }
+      this.set(up ? 1 : 0);
+    },
+  });
 }
 
 /** Counts one reload: how many CRLs were accepted and refused (counts that are not positive finite numbers are ignored). */
