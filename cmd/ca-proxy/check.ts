@@ -12,10 +12,24 @@ import { parseHostPort } from '../../internal/proxy/listeners';
 import type { Decision } from '../../internal/engine/decision';
 import { createLogger } from '../../internal/engine/report';
 
-export async function checkCommand(target: string, opts: { sni?: string; config?: string; dev?: string }): Promise<void> {
+export async function checkCommand(target: string, opts: { sni?: string; config?: string; dev?: string; waitReady?: string }): Promise<void> {
   const { host, port } = parseHostPort(target, 'target');
+  const waitSeconds = opts.waitReady === undefined ? 0 : Number(opts.waitReady);
+  if (!Number.isInteger(waitSeconds) || waitSeconds < 0 || waitSeconds > 3600) throw new Error(`--wait-ready: not a number of seconds 0–3600: ${JSON.stringify(opts.waitReady)}`);
   const config = configFromOptions(opts);
   const rt = await createRuntime(config, { listen: false, logger: createLogger('error', process.stderr) });
+  if (waitSeconds > 0) {
+    // CRLs from ConfigMaps arrive after start (the informer's list): without waiting, a hardFail
+    // rule would answer revocation_unknown for a CRL that is only a moment away.
+    const deadline = Date.now() + waitSeconds * 1000;
+    while (!rt.readiness().ready) {
+      if (Date.now() >= deadline) {
+        await rt.close();
+        throw new Error(`not ready after ${waitSeconds} s: ${rt.readiness().detail}`);
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
   const decision = await new Promise<Decision>((resolve, reject) => {
     const server = net.createServer((sock) => {
       serveConnection(rt.ctx, sock, { host, port }, { connectTimeoutMs: config.limits.connectTimeoutMs });

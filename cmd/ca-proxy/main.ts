@@ -113,6 +113,7 @@ program
   .option('--sni <name>', 'server name to send (default: HOST)')
   .addOption(new Option('-c, --config <file>', 'YAML configuration file').conflicts('dev'))
   .option('--dev <dir>', 'use the development configuration with the PKI in <dir>')
+  .option('--wait-ready <seconds>', 'first wait up to this long until the CRLs are loaded (as /readyz would say), exit 1 if they are not')
   .action(checkCommand);
 
 program.parseAsync(process.argv).catch((err: unknown) => {

