@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 NODE_MODULES_STAMP := node_modules/.install-stamp
 
-.PHONY: run test build demo bench fuzz clean deps
+.PHONY: run test build demo bench fuzz clean deps image
 
 $(NODE_MODULES_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -35,6 +35,13 @@ bench: build
 # with a fixed seed). Override the count with CA_PROXY_FUZZ_RUNS=N; the random seed is printed.
 fuzz: build
 	CA_PROXY_FUZZ_RUNS=$${CA_PROXY_FUZZ_RUNS:-200000} npx jest --config jest.config.js --testTimeout=0 dist/test/unit/engine/fuzz.test.js
+
+# The one container image every component runs (deploy/image/Dockerfile), for a machine with a
+# container engine: `make image IMAGE=registry.example/ca-proxy:0.1.0 DOCKER=podman`.
+DOCKER ?= docker
+IMAGE ?= ca-proxy:$(shell node -p "require('./package.json').version")
+image:
+	$(DOCKER) build -f deploy/image/Dockerfile -t $(IMAGE) .
 
 clean:
 	rm -rf dist
