@@ -6,7 +6,7 @@
  * `template()` and `lint()` run helm on deploy/helm/ca-proxy with a values object written to a
  * temporary file (`-f`), exactly as a user's `-f my-values.yaml`.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -78,6 +78,46 @@ export function helm(args: string[], env: Record<string, string> = {}): HelmResu
     return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
   } finally {
     fs.rmSync(home, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Runs helm without blocking the event loop: needed when helm talks to a server in this same
+ * process (the fake API server of ./kube-apiserver.ts), which `helm()` would starve.
+ */
+export function helmAsync(args: string[], timeoutMs = 120_000): Promise<HelmResult> {
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'ca-proxy-helm-home-'));
+  return new Promise<HelmResult>((resolve, reject) => {
+    const child = spawn(helmBinary(), args, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, HELM_CACHE_HOME: path.join(home, 'cache'), HELM_CONFIG_HOME: path.join(home, 'config'), HELM_DATA_HOME: path.join(home, 'data') },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`helm ${args.join(' ')}: no answer within ${timeoutMs} ms\n${stderr}`));
+    }, timeoutMs);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ status: code ?? -1, stdout, stderr });
+    });
+  }).finally(() => fs.rmSync(home, { recursive: true, force: true }));
+}
+
+/** `helm template` against the API server of `kubeconfig` (`--dry-run=server`: `lookup` reads it), asynchronously. */
+export async function templateServerSide(values: object, kubeconfig: string, opts: TemplateOptions = {}): Promise<HelmResult> {
+  const v = valuesFile(values);
+  try {
+    return await helmAsync(['template', opts.release ?? 'ca-proxy', CHART_DIR, '--namespace', opts.namespace ?? 'ca-proxy', '-f', v.file, '--dry-run=server', '--disable-openapi-validation', '--kubeconfig', kubeconfig, ...(opts.args ?? [])]);
+  } finally {
+    v.cleanup();
   }
 }
 

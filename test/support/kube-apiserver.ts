@@ -36,6 +36,11 @@
  *   Field selectors: `=`, `==`, `!=` on any dotted path (`metadata.name`, `involvedObject.name`, ...).
  * - Fault injection for tests: `fail(match, status, times)` answers matching requests with a Status error.
  *
+ * - Discovery, for clients that map kinds to resources first (helm, kubectl): `/version`, `/api`,
+ *   `/api/v1`, `/apis` and `/apis/<group>/<version>` (legacy, unaggregated lists) announce the stored
+ *   resources plus `discovery` (kinds announced only: a GET of one answers 404 NotFound, as for an
+ *   object that does not exist). core/v1 `secrets` are stored like ConfigMaps (for helm's `lookup`).
+ *
  * Not reproduced: authentication/authorization, admission, server-side apply, pagination (`limit`/
  * `continue`), `sendInitialEvents`, `resourceVersionMatch`, protobuf, graceful deletion, finalizers,
  * field validation beyond the above.
@@ -83,6 +88,17 @@ export interface FakeKubeApiServerOptions {
   historyLimit?: number;
   /** How an expired resourceVersion is answered on watch (default 'event'). */
   goneAs?: 'event' | 'status';
+  /** Further kinds announced by discovery (not stored: reading one answers 404). */
+  discovery?: DiscoveredResource[];
+}
+
+/** A kind announced by discovery: `{ group: 'apps', version: 'v1', plural: 'deployments', kind: 'Deployment', namespaced: true }`. */
+export interface DiscoveredResource {
+  group: string;
+  version: string;
+  plural: string;
+  kind: string;
+  namespaced: boolean;
 }
 
 interface ResourceType {
@@ -96,6 +112,7 @@ const RESOURCES: ResourceType[] = [
   { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap' },
   { group: '', version: 'v1', plural: 'events', kind: 'Event' },
   { group: '', version: 'v1', plural: 'pods', kind: 'Pod' },
+  { group: '', version: 'v1', plural: 'secrets', kind: 'Secret' },
   { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease' },
   { group: 'events.k8s.io', version: 'v1', plural: 'events', kind: 'Event' },
 ];
@@ -124,7 +141,7 @@ interface Fault {
 }
 
 /** What the test-side accessors take. */
-export type StoredResource = 'configmaps' | 'events' | 'pods' | 'leases' | 'events.k8s.io/events';
+export type StoredResource = 'configmaps' | 'events' | 'pods' | 'secrets' | 'leases' | 'events.k8s.io/events';
 
 export const MAX_CONFIGMAP_BYTES = 1024 * 1024;
 export const MAX_OBJECT_BYTES = 1.5 * 1024 * 1024;
@@ -141,11 +158,11 @@ export class FakeKubeApiServer {
   private compactedRv = 0;
   private watches = new Set<ActiveWatch>();
   private faults: Fault[] = [];
-  private opts: Required<Omit<FakeKubeApiServerOptions, 'watchTimeoutMs'>> & { watchTimeoutMs?: number };
+  private opts: Required<Omit<FakeKubeApiServerOptions, 'watchTimeoutMs' | 'discovery'>> & { watchTimeoutMs?: number; discovery: DiscoveredResource[] };
   port = 0;
 
   constructor(opts: FakeKubeApiServerOptions = {}) {
-    this.opts = { bookmarkIntervalMs: 1000, historyLimit: 1000, goneAs: 'event', ...opts };
+    this.opts = { bookmarkIntervalMs: 1000, historyLimit: 1000, goneAs: 'event', ...opts, discovery: opts.discovery ?? [] };
     this.server = createServer((req, res) => void this.handle(req, res));
     this.server.keepAliveTimeout = 500;
   }
@@ -306,6 +323,10 @@ export class FakeKubeApiServer {
       res.end(text);
     };
     try {
+      if (method === 'GET') {
+        const doc = this.discoveryDocument(url.pathname);
+        if (doc) return send(200, doc);
+      }
       const route = parsePath(url.pathname);
       if (!route) return send(404, status(404, 'NotFound', `the server could not find the requested resource`));
       const { rt, namespace, name } = route;
@@ -461,6 +482,40 @@ export class FakeKubeApiServer {
     } catch (e) {
       if (!res.headersSent) send(500, status(500, 'InternalError', `fake apiserver: ${(e as Error).message}`));
     }
+  }
+
+  /** The discovery answer for `p`, or null when `p` is no discovery path (legacy lists, as a server answers a client that does not ask for aggregated discovery). */
+  private discoveryDocument(p: string): Record<string, unknown> | null {
+    const all: DiscoveredResource[] = [...RESOURCES.map((r) => ({ ...r, namespaced: true })), ...this.opts.discovery];
+    const verbs = ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'];
+    const list = (gv: string) => ({
+      kind: 'APIResourceList',
+      apiVersion: 'v1',
+      groupVersion: gv,
+      resources: all
+        .filter((r) => (r.group ? `${r.group}/${r.version}` : r.version) === gv)
+        .map((r) => ({ name: r.plural, singularName: r.kind.toLowerCase(), namespaced: r.namespaced, kind: r.kind, verbs })),
+    });
+    if (p === '/version') return { major: '1', minor: '34', gitVersion: 'v1.34.0', platform: 'linux/amd64' };
+    if (p === '/api') return { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: '127.0.0.1' }] };
+    if (p === '/api/v1') return list('v1');
+    const groups = [...new Set(all.filter((r) => r.group).map((r) => `${r.group}/${r.version}`))];
+    if (p === '/apis') {
+      const byGroup = new Map<string, string[]>();
+      for (const gv of groups) byGroup.set(gv.split('/')[0]!, [...(byGroup.get(gv.split('/')[0]!) ?? []), gv]);
+      return {
+        kind: 'APIGroupList',
+        apiVersion: 'v1',
+        groups: [...byGroup].map(([name, gvs]) => ({
+          name,
+          versions: gvs.map((gv) => ({ groupVersion: gv, version: gv.split('/')[1] })),
+          preferredVersion: { groupVersion: gvs[0], version: gvs[0]!.split('/')[1] },
+        })),
+      };
+    }
+    const m = /^\/apis\/([^/]+)\/([^/]+)$/.exec(p);
+    if (m && groups.includes(`${m[1]}/${m[2]}`)) return list(`${m[1]}/${m[2]}`);
+    return null;
   }
 
   private validate(rt: ResourceType, o: KubeObject, namespace: string): Record<string, unknown> | null {
