@@ -65,6 +65,22 @@ const podSettings = (component: string): Record<string, Schema> => ({
 });
 const pdb = obj({ enabled: bool('Create a PodDisruptionBudget.'), minAvailable: { type: ['integer', 'string'], description: 'minAvailable (number or percentage).' } });
 
+/**
+ * `injector.config`: the `injector` section of the config schema, every field optional, without
+ * the fields the chart sets itself (addresses, mounts, object names it creates, placement).
+ */
+function injectorConfigSchema(): Schema {
+  const section = (configSchema.properties as Record<string, unknown>).injector as Schema | undefined;
+  if (!section) return { type: 'object', description: 'Settings of the injector config file (validated by ca-proxy inject at start).' };
+  const copy = fromConfig(section, true);
+  const owned = ['listen', 'admin', 'tls', 'placement', 'processorAddress', 'envoyClientSecret', 'sidecarConfigMap', 'sidecarSecret', 'caBundleConfigMap', 'caBundleKey'];
+  const props = { ...(copy.properties as Record<string, Schema>) };
+  for (const k of owned) delete props[k];
+  const images = props.images as Schema | undefined;
+  if (images) props.images = { ...images, required: undefined, properties: { envoy: (images.properties as Record<string, Schema>).envoy } };
+  return { ...copy, description: 'Settings of the injector config file (`injector` in docs/configuration.md), except those the chart sets.', properties: props };
+}
+
 export function chartValuesSchema(): Schema {
   return {
     $schema: 'http://json-schema.org/draft-07/schema#',
@@ -91,8 +107,10 @@ export function chartValuesSchema(): Schema {
       }),
       injection: obj({
         namespaces: { type: 'array', uniqueItems: true, items: dnsLabel('An injection namespace.'), description: 'Namespaces whose pods are injected.' },
-        caBundleConfigMap: objectName('Name of the interception CA bundle ConfigMap.'),
+        caBundleConfigMap: objectName('Name of the workload trust bundle ConfigMap.'),
+        caBundleExtra: pem('PEM certificates appended to the workload trust bundle.'),
         envoyClientSecret: objectName('Name of the Envoy client certificate Secret.'),
+        sidecarSecret: objectName('placement sidecar: name of the Secret with the processor keys.'),
       }),
       trust: obj({ caCertificates: pem('PEM trust anchors.'), systemRoots: fromConfig(cfg.trust.properties.systemRoots) }),
       revocation: obj({ crlSigners: pem('PEM CRL signers.'), clockSkewSeconds: fromConfig(cfg.revocation.properties.clockSkewSeconds) }),
@@ -150,7 +168,7 @@ export function chartValuesSchema(): Schema {
         port: port('HTTPS port of the webhook.'),
         existingSecret: str('kubernetes.io/tls Secret to serve with.', { pattern: '^(|[a-z0-9]([-a-z0-9.]*[a-z0-9])?)$' }),
         tlsValidityDays: int('Validity of the generated serving certificate, days.', 1, 36500),
-        config: { type: 'object', description: 'Settings of the injector config file (validated by ca-proxy inject at start).' },
+        config: injectorConfigSchema(),
         podDisruptionBudget: pdb,
         ...podSettings('injector'),
       }),

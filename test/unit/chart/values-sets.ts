@@ -15,7 +15,7 @@ export function baseValues(pki: Pki): Record<string, unknown> {
     trust: { caCertificates: pki.root.certPem },
     revocation: { crlSigners: pki.intermediate.certPem },
     identities: [{ name: 'corp', secretName: 'corp-client-tls' }],
-    injection: { namespaces: INJECTED },
+    injection: { namespaces: INJECTED, caBundleExtra: pki.intermediate.certPem },
     defaults: { identity: 'corp' },
     rules: [
       { name: 'internal-apis', match: { sni: '**.corp.example' }, action: 'passthrough' },

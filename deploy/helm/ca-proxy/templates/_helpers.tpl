@@ -80,40 +80,58 @@ injectorTLS: /etc/ca-proxy/injector-tls
 {{- end -}}
 
 {{/*
-The processor's ca-proxy configuration (docs/configuration.md), as YAML. The loader validates
-it again at start with the same schema; the chart's tests load every rendered one.
+The processor's ca-proxy configuration (docs/configuration.md), as YAML; `dict "root" $ "layout"
+"central"|"sidecar"`. The loader validates it again at start with the same schema; the chart's
+tests load every rendered one. Layouts (where the files are mounted):
+  central — the chart's processor Deployment and the helm test Pod: trust files from the trust
+            ConfigMap, the interception CA and identities from their own Secrets;
+  sidecar — the ca-proxy container the injector adds to each pod (placement sidecar): the trust
+            files beside config.yaml in this ConfigMap, the keys in injection.sidecarSecret
+            (mounted by the injector at /etc/ca-proxy/secrets).
 */}}
 {{- define "ca-proxy.processorConfig" -}}
-{{- $p := fromYaml (include "ca-proxy.paths" .) -}}
-{{- $sidecar := eq .Values.placement "sidecar" -}}
+{{- $root := .root -}}
+{{- $sidecar := eq .layout "sidecar" -}}
+{{- $p := fromYaml (include "ca-proxy.paths" $root) -}}
+{{- $trustDir := ternary $p.config $p.trust $sidecar -}}
 {{- $cfg := dict -}}
-{{- $_ := set $cfg "admin" (printf "%s:%d" (ternary "127.0.0.1" "0.0.0.0" $sidecar) (int .Values.adminPort)) -}}
+{{- if $sidecar -}}
+{{- $_ := set $cfg "admin" (printf "0.0.0.0:%d" (int (dig "processorAdminPort" 15020 $root.Values.injector.config))) -}}
+{{- $_ := set $cfg "interceptionCA" (dict "cert" "/etc/ca-proxy/secrets/interception-ca.crt" "key" "/etc/ca-proxy/secrets/interception-ca.key") -}}
+{{- else -}}
+{{- $_ := set $cfg "admin" (printf "0.0.0.0:%d" (int $root.Values.adminPort)) -}}
 {{- $_ := set $cfg "interceptionCA" (dict "cert" (printf "%s/tls.crt" $p.interceptionCA) "key" (printf "%s/tls.key" $p.interceptionCA)) -}}
+{{- end -}}
 {{- $trust := list -}}
-{{- if .Values.trust.caCertificates }}{{ $trust = append $trust (printf "%s/trust-anchors.pem" $p.trust) }}{{ end -}}
-{{- $_ := set $cfg "trust" (dict "caFiles" $trust "systemRoots" .Values.trust.systemRoots) -}}
+{{- if $root.Values.trust.caCertificates }}{{ $trust = append $trust (printf "%s/trust-anchors.pem" $trustDir) }}{{ end -}}
+{{- $_ := set $cfg "trust" (dict "caFiles" $trust "systemRoots" $root.Values.trust.systemRoots) -}}
 {{- $signers := list -}}
-{{- if .Values.revocation.crlSigners }}{{ $signers = append $signers (printf "%s/crl-signers.pem" $p.trust) }}{{ end -}}
-{{- $kube := dict "namespace" .Release.Namespace "labelSelector" "ca-proxy.io/crl=true" "mode" "api" -}}
-{{- $_ := set $cfg "revocation" (dict "crlSigners" $signers "clockSkewSeconds" (int .Values.revocation.clockSkewSeconds) "kubernetes" $kube) -}}
+{{- if $root.Values.revocation.crlSigners }}{{ $signers = append $signers (printf "%s/crl-signers.pem" $trustDir) }}{{ end -}}
+{{- $kube := dict "namespace" $root.Release.Namespace "labelSelector" "ca-proxy.io/crl=true" "mode" "api" -}}
+{{- $_ := set $cfg "revocation" (dict "crlSigners" $signers "clockSkewSeconds" (int $root.Values.revocation.clockSkewSeconds) "kubernetes" $kube) -}}
 {{- $ids := list -}}
-{{- range .Values.identities -}}
+{{- range $root.Values.identities -}}
+{{- if $sidecar -}}
+{{- $ids = append $ids (dict "name" .name "cert" (printf "/etc/ca-proxy/secrets/identity-%s.crt" .name) "key" (printf "/etc/ca-proxy/secrets/identity-%s.key" .name)) -}}
+{{- else -}}
 {{- $ids = append $ids (dict "name" .name "cert" (printf "%s/%s/tls.crt" $p.identities .name) "key" (printf "%s/%s/tls.key" $p.identities .name)) -}}
 {{- end -}}
+{{- end -}}
 {{- $_ := set $cfg "identities" $ids -}}
-{{- if .Values.workloadCA }}{{ $_ := set $cfg "workloadCA" (list (printf "%s/workload-ca.pem" $p.trust)) }}{{ end -}}
-{{- with .Values.limits }}{{ $_ := set $cfg "limits" . }}{{ end -}}
-{{- with .Values.leaf }}{{ $_ := set $cfg "leaf" . }}{{ end -}}
-{{- $_ := set $cfg "defaults" .Values.defaults -}}
-{{- $_ := set $cfg "rules" .Values.rules -}}
-{{- $_ := set $cfg "log" .Values.log -}}
-{{- $_ := set $cfg "events" (dict "enabled" .Values.events.enabled "ratePerMinute" (int .Values.events.ratePerMinute)) -}}
-{{- $ext := dict "closeMode" .Values.extproc.closeMode "shutdownDeadlineMs" (int .Values.extproc.shutdownDeadlineMs) "defaultPort" (int .Values.extproc.defaultPort) -}}
+{{- if $root.Values.workloadCA }}{{ $_ := set $cfg "workloadCA" (list (printf "%s/workload-ca.pem" $trustDir)) }}{{ end -}}
+{{- with $root.Values.limits }}{{ $_ := set $cfg "limits" . }}{{ end -}}
+{{- with $root.Values.leaf }}{{ $_ := set $cfg "leaf" . }}{{ end -}}
+{{- $_ := set $cfg "defaults" $root.Values.defaults -}}
+{{- $_ := set $cfg "rules" $root.Values.rules -}}
+{{- $_ := set $cfg "log" $root.Values.log -}}
+{{- $_ := set $cfg "events" (dict "enabled" $root.Values.events.enabled "ratePerMinute" (int $root.Values.events.ratePerMinute)) -}}
+{{- $ext := dict "closeMode" $root.Values.extproc.closeMode "shutdownDeadlineMs" (int $root.Values.extproc.shutdownDeadlineMs) "defaultPort" (int $root.Values.extproc.defaultPort) -}}
 {{- if $sidecar -}}
+{{- /* The injector passes the same --listen; the socket's emptyDir is shared only with Envoy. */ -}}
 {{- $_ := set $ext "listen" "unix:/var/run/ca-proxy/extproc.sock" -}}
 {{- $_ := set $ext "tls" nil -}}
 {{- else -}}
-{{- $_ := set $ext "listen" (printf "0.0.0.0:%d" (int .Values.extproc.port)) -}}
+{{- $_ := set $ext "listen" (printf "0.0.0.0:%d" (int $root.Values.extproc.port)) -}}
 {{- $_ := set $ext "tls" (dict "cert" (printf "%s/tls.crt" $p.extprocTLS) "key" (printf "%s/tls.key" $p.extprocTLS) "clientCA" (printf "%s/ca.crt" $p.extprocTLS)) -}}
 {{- end -}}
 {{- $_ := set $cfg "extproc" $ext -}}
@@ -243,6 +261,7 @@ The injector's configuration (`injector` in docs/configuration.md): what the cha
   "processorAddress" (printf "%s.%s.svc:%d" $processor .Release.Namespace (int .Values.extproc.port))
   "envoyClientSecret" .Values.injection.envoyClientSecret
   "sidecarConfigMap" $processor
+  "sidecarSecret" .Values.injection.sidecarSecret
   "caBundleConfigMap" .Values.injection.caBundleConfigMap
   "caBundleKey" "ca.crt"
 -}}
