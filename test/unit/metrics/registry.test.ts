@@ -1,7 +1,7 @@
 import { describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import type { Counter, Gauge } from 'prom-client';
-import { createMetrics, observeCrls, observeDecision, observeReload, HANDSHAKE_BUCKETS } from '../../../internal/metrics/registry';
+import { createMetrics, observeCrls, observeDecision, observeReload, registerReadiness, HANDSHAKE_BUCKETS } from '../../../internal/metrics/registry';
 import type { Decision } from '../../../internal/engine/decision';
 import type { CrlInfo } from '../../../internal/pki/types';
 
@@ -160,5 +160,36 @@ describe('observeCrls and observeReload', () => {
     observeReload(m, { accepted: Number.NaN, refused: -3 });
     assert.equal(await valueOf(m.crlReloads, { result: 'accepted' }), 3);
     assert.equal(await valueOf(m.crlReloads, { result: 'refused' }), 1);
+  });
+});
+
+describe('readiness and CRL age metrics', () => {
+  test('ca_proxy_ready follows the readiness callback at scrape time, and is registered once', async () => {
+    const m = createMetrics();
+    let ready = false;
+    registerReadiness(m.registry, () => ({ ready }));
+    registerReadiness(m.registry, () => ({ ready: true })); // a second admin server on the same registry
+    assert.match(await m.registry.metrics(), /^ca_proxy_ready 0$/m);
+    ready = true;
+    assert.match(await m.registry.metrics(), /^ca_proxy_ready 1$/m);
+  });
+
+  test('a readiness callback that throws reads as not ready', async () => {
+    const m = createMetrics();
+    registerReadiness(m.registry, () => {
+      throw new Error('boom');
+    });
+    assert.match(await m.registry.metrics(), /^ca_proxy_ready 0$/m);
+  });
+
+  test('ca_proxy_crl_this_update_timestamp_seconds is the latest thisUpdate per issuer', async () => {
+    const m = createMetrics();
+    const crl = (issuer: string, thisUpdate: string) => ({ issuer, cRLNumber: '1', thisUpdate: new Date(thisUpdate), nextUpdate: null, entries: 1, sha256: 'x', source: 's' });
+    observeCrls(m, [crl('CN=A', '2026-01-01T00:00:00Z'), crl('CN=A', '2026-01-02T00:00:00Z'), crl('CN=B', '2026-01-03T00:00:00Z')]);
+    const text = await m.registry.metrics();
+    assert.match(text, new RegExp(`^ca_proxy_crl_this_update_timestamp_seconds\\{issuer="CN=A"\\} ${Date.parse('2026-01-02T00:00:00Z') / 1000}$`, 'm'));
+    assert.match(text, new RegExp(`^ca_proxy_crl_this_update_timestamp_seconds\\{issuer="CN=B"\\} ${Date.parse('2026-01-03T00:00:00Z') / 1000}$`, 'm'));
+    observeCrls(m, []);
+    assert.doesNotMatch(await m.registry.metrics(), /^ca_proxy_crl_this_update_timestamp_seconds\{/m);
   });
 });
