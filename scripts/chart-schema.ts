@@ -120,6 +120,7 @@ export function chartValuesSchema(): Schema {
         items: obj({ name: fromConfig(cfg.identities.items.properties.name), secretName: objectName('The Secret with tls.crt and tls.key.') }, '', { required: ['name', 'secretName'] }),
       },
       workloadCA: pem('PEM CAs of workload certificates.'),
+      destinations: fromConfig((cfg as Record<string, unknown>).destinations, true),
       defaults: fromConfig(cfg.defaults, true),
       rules: fromConfig(cfg.rules),
       limits: fromConfig(cfg.limits, true),

@@ -17,6 +17,7 @@ export function baseValues(pki: Pki): Record<string, unknown> {
     identities: [{ name: 'corp', secretName: 'corp-client-tls' }],
     injection: { namespaces: INJECTED, caBundleExtra: pki.intermediate.certPem },
     defaults: { identity: 'corp' },
+    destinations: { allow: ['10.20.0.0/16'], deny: [] },
     rules: [
       { name: 'internal-apis', match: { sni: '**.corp.example' }, action: 'passthrough' },
       { name: 'mirrors', match: { sni: '*.mirror.example' }, identity: null, revocation: 'softFail', leafOnly: true },

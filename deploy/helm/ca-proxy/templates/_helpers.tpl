@@ -121,6 +121,7 @@ tests load every rendered one. Layouts (where the files are mounted):
 {{- if $root.Values.workloadCA }}{{ $_ := set $cfg "workloadCA" (list (printf "%s/workload-ca.pem" $trustDir)) }}{{ end -}}
 {{- with $root.Values.limits }}{{ $_ := set $cfg "limits" . }}{{ end -}}
 {{- with $root.Values.leaf }}{{ $_ := set $cfg "leaf" . }}{{ end -}}
+{{- $_ := set $cfg "destinations" $root.Values.destinations -}}
 {{- $_ := set $cfg "defaults" $root.Values.defaults -}}
 {{- $_ := set $cfg "rules" $root.Values.rules -}}
 {{- $_ := set $cfg "log" $root.Values.log -}}
