@@ -73,7 +73,7 @@ function injectorConfigSchema(): Schema {
   const section = (configSchema.properties as Record<string, unknown>).injector as Schema | undefined;
   if (!section) return { type: 'object', description: 'Settings of the injector config file (validated by ca-proxy inject at start).' };
   const copy = fromConfig(section, true);
-  const owned = ['listen', 'admin', 'tls', 'placement', 'processorAddress', 'envoyClientSecret', 'sidecarConfigMap', 'sidecarSecret', 'caBundleConfigMap', 'caBundleKey'];
+  const owned = ['listen', 'admin', 'tls', 'imagePullPolicy', 'placement', 'processorAddress', 'envoyClientSecret', 'sidecarConfigMap', 'sidecarSecret', 'caBundleConfigMap', 'caBundleKey'];
   const props = { ...(copy.properties as Record<string, Schema>) };
   for (const k of owned) delete props[k];
   const images = props.images as Schema | undefined;

