@@ -20,6 +20,7 @@ import crypto, { webcrypto, X509Certificate } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import { pemBlocks, toPem } from './pem';
+import { errText } from './errors';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
@@ -103,7 +104,7 @@ export async function importSigningKey(keyPem: string, passphrase?: string): Pro
   try {
     keyObject = crypto.createPrivateKey({ key: keyPem, format: 'pem', passphrase });
   } catch (e) {
-    throw new MintError('bad_ca', `cannot read the CA private key: ${(e as Error).message}`);
+    throw new MintError('bad_ca', `cannot read the CA private key: ${errText(e)}`);
   }
   const pkcs8 = keyObject.export({ format: 'der', type: 'pkcs8' });
   if (keyObject.asymmetricKeyType === 'ec') {
@@ -200,14 +201,14 @@ export class LeafMinter {
     try {
       nodeCert = new X509Certificate(caDers[0]!);
     } catch (e) {
-      throw new MintError('bad_ca', `cannot parse the interception CA certificate: ${(e as Error).message}`);
+      throw new MintError('bad_ca', `cannot parse the interception CA certificate: ${errText(e)}`);
     }
     if (!nodeCert.ca) throw new MintError('bad_ca', `interception CA ${nodeCert.subject} is not a CA (basicConstraints cA is not TRUE)`);
     let keyObject: crypto.KeyObject;
     try {
       keyObject = crypto.createPrivateKey({ key: opts.caKeyPem, format: 'pem', passphrase: opts.caKeyPassphrase });
     } catch (e) {
-      throw new MintError('bad_ca', `cannot read the interception CA private key: ${(e as Error).message}`);
+      throw new MintError('bad_ca', `cannot read the interception CA private key: ${errText(e)}`);
     }
     if (!nodeCert.checkPrivateKey(keyObject)) {
       throw new MintError('bad_ca', `the interception CA private key does not match certificate ${nodeCert.subject.replace(/\n/g, ', ')}`);
