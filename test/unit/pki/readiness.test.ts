@@ -1,12 +1,11 @@
 /**
- * The readiness rule (internal/pki/readiness.ts) and the reload log filter (reload-log.ts) on
+ * The readiness rule (internal/pki/readiness.ts) and the reload log lines (reload-log.ts) on
  * their own; test/integration/readiness.test.ts runs both through createRuntime and /readyz.
  */
 import { describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import { revocationReadiness } from '../../../internal/pki/readiness';
-import { logReload, reloadChanges } from '../../../internal/pki/reload-log';
-import type { LoadReport } from '../../../internal/pki/store';
+import { logReload } from '../../../internal/pki/reload-log';
 import type { CrlInfo } from '../../../internal/pki/types';
 
 const info = (source: string, sha256 = 'aa'): CrlInfo => ({ issuer: `CN=${source}`, cRLNumber: '1', thisUpdate: new Date(0), nextUpdate: new Date(1000), entries: 0, sha256, source });
@@ -31,26 +30,27 @@ describe('revocationReadiness', () => {
   });
 });
 
-describe('reloadChanges / logReload', () => {
-  const report = (r: Partial<LoadReport>): LoadReport => ({ accepted: [], refused: [], stale: [], retained: [], ...r });
-  test('a refusal left in place is reported once; a changed one again; a kept expired CRL is logged as not used', () => {
-    const changes = reloadChanges();
-    const kept = { source: 'x.crl', code: 'expired' as const, message: 'm', kept: true };
-    const first = changes(report({ accepted: [info('a.crl')], refused: [kept], stale: [info('x.crl')] }));
-    assert.equal(first.accepted.length, 1);
-    assert.equal(first.refused.length, 1);
-    assert.equal(first.stale.length, 1);
-    const second = changes(report({ accepted: [info('a.crl')], refused: [kept], stale: [info('x.crl')] }));
-    assert.deepEqual(second, report({}));
-    const third = changes(report({ accepted: [info('a.crl', 'bb')], refused: [{ ...kept, message: 'other' }] }));
-    assert.equal(third.accepted.length, 1);
-    assert.equal(third.refused.length, 1);
-
-    const lines: [string, object, string][] = [];
-    logReload({ info: (o, m) => lines.push(['info', o, m]), warn: (o, m) => lines.push(['warn', o, m]) }, first);
-    assert.deepEqual(lines.map(([l, , m]) => [l, m.split(':')[0]]), [
-      ['warn', 'CRL is past nextUpdate and is not used as current'],
-      ['info', 'CRLs accepted'],
-    ]);
+describe('logReload', () => {
+  test('a kept expired CRL is logged as not used as current, other refusals as refused, acceptances at info', () => {
+    const lines: [string, Record<string, unknown>, string][] = [];
+    logReload(
+      { info: (o, m) => lines.push(['info', o as Record<string, unknown>, m]), warn: (o, m) => lines.push(['warn', o as Record<string, unknown>, m]) },
+      {
+        accepted: [info('a.crl')],
+        refused: [
+          { source: 'x.crl', code: 'expired', message: 'm', kept: true },
+          { source: 'y.crl', code: 'bad_signature', message: 'n' },
+        ],
+        retained: [],
+      },
+    );
+    assert.deepEqual(
+      lines.map(([l, o, m]) => [l, o.code ?? null, m.split(':')[0]]),
+      [
+        ['warn', 'expired', 'CRL is past nextUpdate and is not used as current'],
+        ['warn', 'bad_signature', 'CRL refused, the last good CRL of its issuer stays'],
+        ['info', null, 'CRLs accepted'],
+      ],
+    );
   });
 });
