@@ -24,7 +24,7 @@
 import crypto, { webcrypto, X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { importSigningKey, randomSerialHex, x509, type SigningKey } from '../internal/pki/mint';
+import { createLeafCertificate, importSigningKey, randomSerialHex, x509, type SigningKey } from '../internal/pki/mint';
 import { pemBlocks, toPem } from '../internal/pki/pem';
 
 const DAY_MS = 86400_000;
@@ -165,22 +165,17 @@ async function ensureLeaf(ctx: Ctx, base: string, issuer: Pair, profile: LeafPro
   }
   const keys = await newKeyPair();
   const ski = issuer.cert.getExtension(x509.SubjectKeyIdentifierExtension);
-  const cert = await x509.X509CertificateGenerator.create({
-    serialNumber: randomSerialHex(),
+  const cert = await createLeafCertificate({
+    serialHex: randomSerialHex(),
     subject: new x509.Name([{ O: [O] }, { CN: [profile.cn] }]),
     issuer: issuer.cert.subjectName,
     ...validity(ctx),
-    publicKey: keys.publicKey as unknown as PeculiarKey,
-    signingKey: issuer.signing.key as unknown as PeculiarKey,
-    signingAlgorithm: issuer.signing.algorithm,
-    extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage[profile.eku]], false),
-      new x509.SubjectAlternativeNameExtension(profile.san, false),
-      ...(ski ? [new x509.AuthorityKeyIdentifierExtension(ski.keyId, false)] : []),
-      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey as unknown as PeculiarKey),
-    ],
+    publicKey: keys.publicKey,
+    signing: issuer.signing,
+    eku: profile.eku,
+    san: profile.san,
+    sanCritical: false,
+    authorityKeyIdHex: ski ? ski.keyId : null,
   });
   return writePair(ctx, base, cert, keys, existing);
 }

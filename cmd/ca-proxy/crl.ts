@@ -5,7 +5,9 @@
  */
 import fs from 'node:fs';
 import { X509Certificate } from 'node:crypto';
-import { parseCrl, verifyCrlSignatureSync, crlTimeStatus, CrlError } from '../../internal/pki/crl';
+import { parseCrl } from '../../internal/pki/crl';
+import { crlTimeStatus, verifyCrlSignatureSync } from '../../internal/pki/crl-verify';
+import { CrlError, errText } from '../../internal/pki/errors';
 import { formatName } from '../../internal/pki/certinfo';
 import { readPemBundle } from '../../internal/pki/pem';
 import { decodeCrlFile } from '../../internal/pki/crl-worker';
@@ -21,6 +23,8 @@ interface Shown {
   entries?: number;
   sha256?: string;
   signature: string;
+  /** Why the proxy would refuse this CRL outright (errors.ts CrlErrorCode), with `error`. */
+  code?: string;
   error?: string;
 }
 
@@ -41,7 +45,7 @@ export async function crlShowCommand(file: string, opts: { ca?: string; json?: b
           const by = verifyCrlSignatureSync(crl, cas);
           signature = `valid (signed by ${by.subject.replace(/\n/g, ', ')})`;
         } catch (err) {
-          signature = `INVALID: ${(err as Error).message}`;
+          signature = `INVALID: ${errText(err)}`;
         }
       }
       return {
@@ -57,8 +61,8 @@ export async function crlShowCommand(file: string, opts: { ca?: string; json?: b
         signature,
       };
     } catch (err) {
-      const code = err instanceof CrlError ? `${err.code}: ` : '';
-      return { index, signature: 'not checked', error: `${code}${(err as Error).message}` };
+      const code = err instanceof CrlError ? err.code : 'malformed';
+      return { index, signature: 'not checked', code, error: `${code}: ${errText(err)}` };
     }
   });
   if (opts.json) process.stdout.write(JSON.stringify(shown, null, 2) + '\n');

@@ -19,6 +19,9 @@ import { loadIdentities } from '../../internal/pki/identity';
 import { pemCertificates } from '../../internal/pki/pem';
 import { RevocationStore, type LoadReport } from '../../internal/pki/store';
 import { ReloadDiff } from '../../internal/pki/reload-changes';
+import { errText } from '../../internal/pki/errors';
+import { revocationReadiness, type Readiness } from '../../internal/pki/readiness';
+import { logReload } from '../../internal/pki/reload-log';
 import { createMetrics, observeCrls, observeReload, type Metrics } from '../../internal/metrics/registry';
 import { startAdminServer, type AdminServer } from '../../internal/metrics/admin';
 import { listenConnect, listenSni, parseHostPort, type Listening } from '../../internal/proxy/listeners';
@@ -43,7 +46,8 @@ export interface Runtime {
   onRecord(fn: (d: Decision) => void): void;
   /** This process's listeners (for forwarding-loop refusal); front doors started outside add theirs. */
   ownListeners: OwnListeners;
-  readiness(): { ready: boolean; detail: string };
+  /** Whether to take connections (pki/readiness.ts: usable, i.e. current, CRLs under a hardFail rule). */
+  readiness(): Readiness;
   /** Stops listening; open connections may go on for `graceMs` (default 1000) before they are closed. */
   close(graceMs?: number): Promise<void>;
 }
@@ -71,7 +75,7 @@ function readCerts(field: string, files: string[]): X509Certificate[] {
     try {
       return pemCertificates(text, f).map((der) => new X509Certificate(der));
     } catch (err) {
-      throw new Error(`${field}[${i}]: ${f}: ${(err as Error).message}`);
+      throw new Error(`${field}[${i}]: ${f}: ${errText(err)}`);
     }
   });
 }
@@ -95,12 +99,10 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
     store = new RevocationStore({ trust: [...anchors, ...crlSigners], clockSkewMs: config.revocation.clockSkewSeconds * 1000 });
     const diff = new ReloadDiff();
     store.on('reload', (r: LoadReport) => {
-      const { accepted, refused, retained } = diff.next(r);
-      observeReload(metrics, { accepted: accepted.length, refused: refused.length });
+      const changes = diff.next(r);
+      observeReload(metrics, { accepted: changes.accepted.length, refused: changes.refused.length });
       observeCrls(metrics, store!.snapshot());
-      for (const bad of refused) logger.warn({ crl: bad.source, code: bad.code }, `CRL refused, the last good CRL of its issuer stays: ${bad.message}`);
-      for (const kept of retained) logger.warn({ crl: kept.source, issuer: kept.issuer }, 'CRL file is gone; its last good CRL stays in force until it is replaced or ca-proxy restarts');
-      if (accepted.length) logger.info({ crls: accepted.map((a) => a.source) }, 'CRLs accepted');
+      logReload(logger, changes);
     });
     if (config.revocation.crlPaths.length > 0) await store.loadPaths(config.revocation.crlPaths);
     if (config.revocation.watch && config.revocation.crlPaths.length > 0) store.watch(config.revocation.crlPaths);
@@ -131,7 +133,7 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
       secureContext: false,
     });
   } catch (err) {
-    throw new Error(`interceptionCA (${config.interceptionCA.cert}, ${config.interceptionCA.key}): ${(err as Error).message}`);
+    throw new Error(`interceptionCA (${config.interceptionCA.cert}, ${config.interceptionCA.key}): ${errText(err)}`);
   }
   const workloadCA = config.workloadCA.map((f, i) => readFor(`workloadCA[${i}]`, f));
   const contexts = new SecureContexts(minter, identities, workloadCA);
@@ -162,12 +164,8 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
     activeConnections: metrics.activeConnections,
   };
 
-  const everySoft = config.defaults.revocation === 'softFail' && config.rules.every((r) => (r.revocation ?? 'softFail') === 'softFail');
-  const readiness = () => {
-    if (!store) return everySoft ? { ready: true, detail: 'no CRLs configured; every rule is softFail' } : { ready: false, detail: 'no CRL source configured and a rule is hardFail' };
-    if (store.ready) return { ready: true, detail: `${store.snapshot().length} CRL(s) loaded` };
-    return everySoft ? { ready: true, detail: 'no usable CRL yet; every rule is softFail' } : { ready: false, detail: 'no usable CRL loaded yet' };
-  };
+  const hardFail = config.defaults.revocation === 'hardFail' || config.rules.some((r) => (r.revocation ?? 'softFail') === 'hardFail');
+  const readiness = (): Readiness => revocationReadiness(store, { hardFail });
 
   let connect: Listening | null = null;
   let sni: Listening | null = null;

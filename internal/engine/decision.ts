@@ -4,11 +4,9 @@
  * Never holds the workload's certificate or subject: only its SHA-256.
  */
 import type { Action } from '../config/types';
-import type { CrlReason } from '../pki/types';
+import type { CrlReason, RevocationStatus } from '../pki/types';
 import type { ReasonCode } from './reasons';
 import type { ChainResult } from '../pki/chain';
-
-export type RevocationStatus = 'good' | 'revoked' | 'unknown' | 'stale' | 'not_checked';
 
 /**
  * How one peer's stream ended (DESIGN.md "Stream integrity"): `clean` with a TLS close_notify,

@@ -5,6 +5,7 @@
 import type { RuleSettings } from '../config/types';
 import type { ChainResult } from '../pki/chain';
 import type { Decision } from './decision';
+import { chainReason } from './pki-reasons';
 import { Reason, type ReasonCode } from './reasons';
 import type { Peer } from './session';
 
@@ -27,6 +28,7 @@ const SOFT_REASONS: ReadonlySet<ReasonCode> = new Set([Reason.revocationUnknown,
 /** The reason to deny for a checked chain under the rule, or null to go on. */
 export function chainVerdict(chain: ChainResult, settings: Pick<RuleSettings, 'revocation'>): ReasonCode | null {
   if (chain.ok) return null;
-  if (settings.revocation === 'softFail' && SOFT_REASONS.has(chain.reason)) return null;
-  return chain.reason;
+  const reason = chainReason(chain);
+  if (settings.revocation === 'softFail' && SOFT_REASONS.has(reason)) return null;
+  return reason;
 }

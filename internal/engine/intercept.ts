@@ -44,6 +44,7 @@ import type { RuleSettings } from '../config/types';
 import type { EngineContext, IdentityRef } from './context';
 import { chainDecisionFields, type Decision, type StreamEnd } from './decision';
 import { chainVerdict, type FlowHost } from './flow';
+import { chainReason } from './pki-reasons';
 import { Reason, type ReasonCode } from './reasons';
 import { ServerFlightWatcher, type FlightEvent } from './server-flight';
 import { Wire, type PeerEnd } from './wire';
@@ -497,15 +498,16 @@ export class Intercept {
             authenticated: !!check?.ok,
             certificateSha256: peer ? hexFingerprint(peer.fingerprint256) : undefined,
             // The reason code only: the chain's detail names the workload's subject, which stays inside.
-            ...(check && !check.ok ? { error: check.reason } : {}),
+            ...(check && !check.ok ? { error: chainReason(check) } : {}),
           };
     if (auth === 'require' && !peer) {
       this.denyWorkload(Reason.workloadCertificateMissing, 'workload sent no certificate', AlertDescription.certificate_required, workload, false);
       return;
     }
     if (check && !check.ok) {
-      const alert = check.reason === Reason.untrustedServer ? AlertDescription.unknown_ca : check.reason === Reason.certificateExpired ? AlertDescription.certificate_expired : AlertDescription.bad_certificate;
-      this.denyWorkload(Reason.workloadCertificateInvalid, `workload certificate: ${check.reason}`, alert, workload, !!peer);
+      const why = chainReason(check);
+      const alert = why === Reason.untrustedServer ? AlertDescription.unknown_ca : why === Reason.certificateExpired ? AlertDescription.certificate_expired : AlertDescription.bad_certificate;
+      this.denyWorkload(Reason.workloadCertificateInvalid, `workload certificate: ${why}`, alert, workload, !!peer);
       return;
     }
     this.workloadOk = { workload, substitution: this.substitution(!!peer, true) };

@@ -24,6 +24,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { CoordinationV1Api, V1MicroTime, type KubeConfig, type V1Lease } from '@kubernetes/client-node';
+import { errText } from '../pki/errors';
 
 export interface LeaderElectorOptions {
   kubeConfig: KubeConfig;
@@ -215,10 +216,4 @@ export class LeaderElector extends EventEmitter {
 export function statusOf(e: unknown): number | undefined {
   const c = (e as { code?: unknown } | null)?.code;
   return typeof c === 'number' ? c : undefined;
-}
-
-export function errText(e: unknown): string {
-  const s = statusOf(e);
-  const msg = e instanceof Error ? e.message.split('\n')[0]! : String(e);
-  return s !== undefined ? `HTTP ${s}: ${msg.slice(0, 300)}` : msg.slice(0, 300);
 }

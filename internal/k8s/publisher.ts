@@ -32,14 +32,17 @@ import os from 'node:os';
 import path from 'node:path';
 import { CoreV1Api, setHeaderOptions, type KubeConfig, type V1ConfigMap } from '@kubernetes/client-node';
 import { certInfo, formatName } from '../pki/certinfo';
-import { crlTimeStatus, type CrlErrorCode, type ParsedCrl } from '../pki/crl';
+import type { ParsedCrl } from '../pki/crl';
+import { crlTimeStatus } from '../pki/crl-verify';
+import type { CrlErrorCode } from '../pki/errors';
 import { loadCrlFile } from '../pki/crl-worker';
 import { parseDistributionPoints } from '../pki/names';
 import { crlRecord } from '../pki/revocation';
 import { initSourceMetrics, type FetchResultLabel, type PublisherMetrics } from '../metrics/publisher';
 import { ANN, LABEL_SET, encodeCrlConfigMaps, readCrlMeta, sourceIdFor, summarizeCrlSet, type CrlConfigMap, type CrlMeta } from './crl-configmap';
 import { FetchError, fetchCrlWithRetry } from './fetch';
-import { errText, statusOf } from './lease';
+import { statusOf } from './lease';
+import { errText } from '../pki/errors';
 
 export interface PublisherLogger {
   info(obj: object, msg: string): void;

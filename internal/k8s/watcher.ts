@@ -39,6 +39,7 @@ import type { LoadReport, RevocationStore } from '../pki/store';
 import type { KubernetesCrlSource } from '../config/types';
 import { loadKubeConfig } from './kubeconfig';
 import { CRL_LABEL_SELECTOR, CrlConfigMapError, decodeCrlSet, groupCrlSets, type CrlConfigMap } from './crl-configmap';
+import { errText } from '../pki/errors';
 
 const gunzip = promisify(zlib.gunzip);
 
@@ -446,11 +447,6 @@ async function volumeFingerprint(dir: string): Promise<string> {
 
 function safeName(set: string): string {
   return set.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\./, '_');
-}
-
-function errText(e: unknown): string {
-  if (e && typeof e === 'object' && 'code' in e && 'body' in e) return `HTTP ${(e as { code: number }).code}`;
-  return e instanceof Error ? e.message : String(e);
 }
 
 /**

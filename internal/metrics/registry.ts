@@ -4,8 +4,8 @@
  * docs/metrics.md explains every metric and what to alert on.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { Decision, RevocationStatus, StreamEnd } from '../engine/decision';
-import type { CrlInfo } from '../pki/types';
+import type { Decision, StreamEnd } from '../engine/decision';
+import type { CrlInfo, RevocationStatus } from '../pki/types';
 
 export type ConnectionLabels = 'action' | 'outcome' | 'reason';
 

@@ -17,10 +17,10 @@
  */
 import { X509Certificate } from 'node:crypto';
 import net from 'node:net';
-import { Reason, type ReasonCode } from '../engine/reasons';
 import { validatePath } from './path';
-import type { RevocationResult } from './types';
+import type { RevocationResult, RevocationStatus } from './types';
 import { certInfo, formatName, KeyUsageBit, type CertInfo } from './certinfo';
+import { errText, type ChainErrorCode } from './errors';
 
 /** RFC 4514 one-line subject for `detail` (Node's `subject` is one RDN per line). */
 function dn(cert: X509Certificate): string {
@@ -38,8 +38,6 @@ const SIGNATURE_BUDGET = 64;
 const EKU_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
 const EKU_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
 const EKU_ANY = '2.5.29.37.0';
-
-export type RevocationStatus = 'good' | 'revoked' | 'unknown' | 'stale' | 'not_checked';
 
 /** The revocation source `verifyServerChain` consults (the RevocationStore fits). */
 export interface RevocationChecker {
@@ -65,9 +63,10 @@ export interface VerifyServerChainOptions {
 }
 
 export interface ChainResult {
-  /** true only when the reason is `ok`. A caller with a softFail policy may still allow `revocation_unknown` / `revocation_stale`. */
+  /** true only when `error` is null. A caller with a softFail policy may still allow `revocation_unknown` / `revocation_stale`. */
   ok: boolean;
-  reason: ReasonCode;
+  /** Why the chain is refused (errors.ts; the engine maps it to a decision reason), or null. */
+  error: ChainErrorCode | null;
   /** Human-readable explanation for logs (never sent to peers). */
   detail?: string;
   /**
@@ -86,8 +85,8 @@ export interface ChainResult {
   };
 }
 
-function fail(reason: ReasonCode, detail: string, path: CertInfo[] = [], anchor?: X509Certificate): ChainResult {
-  return { ok: false, reason, detail, path, anchor, revocation: { status: 'not_checked' } };
+function fail(error: ChainErrorCode, detail: string, path: CertInfo[] = [], anchor?: X509Certificate): ChainResult {
+  return { ok: false, error, detail, path, anchor, revocation: { status: 'not_checked' } };
 }
 
 function validity(cert: X509Certificate): { notBefore: Date; notAfter: Date } {
@@ -148,20 +147,20 @@ interface Candidate {
 }
 
 /** First problem of a complete path, or null when it is usable. */
-function pathProblem(c: Candidate, now: Date): { reason: ReasonCode; detail: string } | null {
+function pathProblem(c: Candidate, now: Date): { error: ChainErrorCode; detail: string } | null {
   for (const [i, ci] of c.path.entries()) {
     const { notBefore, notAfter } = validity(ci.x509);
     if (now < notBefore || now >= notAfter) {
       const what = i === 0 ? 'leaf' : 'intermediate';
       return {
-        reason: Reason.certificateExpired,
+        error: 'certificate_expired',
         detail: `${what} ${dn(ci.x509)} is valid ${notBefore.toISOString()} – ${notAfter.toISOString()}, not at ${now.toISOString()}`,
       };
     }
   }
   const { notBefore, notAfter } = validity(c.anchor);
   if (now < notBefore || now >= notAfter) {
-    return { reason: Reason.certificateExpired, detail: `trust anchor ${dn(c.anchor)} is valid ${notBefore.toISOString()} – ${notAfter.toISOString()}` };
+    return { error: 'certificate_expired', detail: `trust anchor ${dn(c.anchor)} is valid ${notBefore.toISOString()} – ${notAfter.toISOString()}` };
   }
   return null;
 }
@@ -175,20 +174,22 @@ function pathProblem(c: Candidate, now: Date): { reason: ReasonCode; detail: str
  * (in any order, unused ones ignored); a sent certificate equal to an anchor ends the path there.
  * When several paths exist, the first without a validity problem is used.
  *
- * Reasons, in the order they are decided: `bad_server_certificate` (empty chain, unparsable
- * certificate, leaf without serverAuth), `untrusted_server` (no path to an anchor, or only
- * through a non-CA issuer, or longer than MAX_PATH_LENGTH), `certificate_expired`,
- * `hostname_mismatch`, then `certificate_revoked` / `revocation_stale` / `revocation_unknown`, else `ok`.
- * Never throws.
+ * Errors (errors.ts), in the order they are decided: `no_certificate`, `malformed` (a
+ * certificate does not parse), `required_eku_not_found` (leaf without the purpose),
+ * `unknown_issuer` (no path to an anchor, or only through a non-CA issuer, or longer than
+ * MAX_PATH_LENGTH), `certificate_expired`, a path failure of `validatePath` (path.ts:
+ * `bad_signature`, `name_chaining`, `not_ca`, `key_usage`, `path_length`, `name_constraints`,
+ * `unsupported_critical_extension`, `malformed`), `not_valid_for_name`, then `revoked` /
+ * `revocation_stale` / `revocation_unknown`; else `error` is null. Never throws.
  */
 export function verifyServerChain(chainDer: Buffer[], opts: VerifyServerChainOptions): ChainResult {
-  if (chainDer.length === 0) return fail(Reason.badServerCertificate, 'the server sent no certificate');
+  if (chainDer.length === 0) return fail('no_certificate', 'the server sent no certificate');
   const sent: CertInfo[] = [];
   for (const [i, der] of chainDer.entries()) {
     try {
       sent.push(certInfo(der));
     } catch (e) {
-      return fail(Reason.badServerCertificate, `certificate ${i} of the server's chain does not parse: ${(e as Error).message}`, sent.slice(0, 1));
+      return fail('malformed', `certificate ${i} of the server's chain does not parse: ${errText(e)}`, sent.slice(0, 1));
     }
   }
   const leaf = sent[0]!;
@@ -196,14 +197,14 @@ export function verifyServerChain(chainDer: Buffer[], opts: VerifyServerChainOpt
   const purpose = opts.purpose ?? 'serverAuth';
   const wanted = purpose === 'clientAuth' ? EKU_CLIENT_AUTH : EKU_SERVER_AUTH;
   if (eku !== undefined && !eku.includes(wanted) && !eku.includes(EKU_ANY)) {
-    return fail(Reason.badServerCertificate, `leaf ${dn(leaf.x509)} is not for ${purpose} (extendedKeyUsage ${eku.join(', ')})`, [leaf]);
+    return fail('required_eku_not_found', `leaf ${dn(leaf.x509)} is not for ${purpose} (extendedKeyUsage ${eku.join(', ')})`, [leaf]);
   }
 
   const index = indexAnchors(opts.anchors);
   const anchorOf = (ci: CertInfo): X509Certificate | undefined => index.byFingerprint.get(ci.x509.fingerprint256);
 
   let chosen: Candidate | null = null;
-  let firstProblem: { candidate: Candidate; reason: ReasonCode; detail: string } | null = null;
+  let firstProblem: { candidate: Candidate; error: ChainErrorCode; detail: string } | null = null;
   let longest: CertInfo[] = [leaf];
   let untrustedDetail = '';
   let budget = SIGNATURE_BUDGET;
@@ -259,14 +260,14 @@ export function verifyServerChain(chainDer: Buffer[], opts: VerifyServerChainOpt
   if (leafAnchor) {
     // A pinned (trust-anchor) server certificate: nothing below the anchor to chain or revoke.
     const problem = pathProblem({ path: [], anchor: leafAnchor }, opts.now);
-    if (problem) return fail(problem.reason, problem.detail, [], leafAnchor);
+    if (problem) return fail(problem.error, problem.detail, [], leafAnchor);
     chosen = { path: [], anchor: leafAnchor };
   } else if (!search([leaf])) {
-    const fp = firstProblem as { candidate: Candidate; reason: ReasonCode; detail: string } | null;
-    if (fp) return fail(fp.reason, fp.detail, fp.candidate.path, fp.candidate.anchor);
+    const fp = firstProblem as { candidate: Candidate; error: ChainErrorCode; detail: string } | null;
+    if (fp) return fail(fp.error, fp.detail, fp.candidate.path, fp.candidate.anchor);
     const top = longest[longest.length - 1]!;
     const detail = untrustedDetail || (budget <= 0 ? 'path building gave up (too many candidate issuers)' : `no trust anchor or sent certificate issued ${dn(top.x509)} (issuer ${top.x509.issuer.replace(/\n/g, ', ')})`);
-    return fail(Reason.untrustedServer, detail, longest);
+    return fail('unknown_issuer', detail, longest);
   }
   const { path, anchor } = chosen as unknown as Candidate;
 
@@ -277,8 +278,7 @@ export function verifyServerChain(chainDer: Buffer[], opts: VerifyServerChainOpt
     const structural = validatePath({ path, anchor, crls: [], now: opts.now, revocation: 'none' });
     if (!structural.ok && structural.failure) {
       const f = structural.failure;
-      const reason = f.code === 'expired' ? Reason.certificateExpired : f.code === 'bad_signature' || f.code === 'name_chaining' ? Reason.untrustedServer : Reason.badServerCertificate;
-      return fail(reason, `certificate ${f.index} of the path: ${f.code}: ${f.detail}`, path, anchor);
+      return fail(f.code, `certificate ${f.index} of the path: ${f.code}: ${f.detail}`, path, anchor);
     }
   }
 
@@ -294,17 +294,17 @@ export function verifyServerChain(chainDer: Buffer[], opts: VerifyServerChainOpt
       matched = undefined; // Node refuses names with NUL bytes and the like: they match nothing
     }
     if (matched === undefined) {
-      return fail(Reason.hostnameMismatch, `leaf ${dn(leaf.x509)} (${leaf.x509.subjectAltName ?? 'no subjectAltName'}) does not match ${opts.hostname}`, path, anchor);
+      return fail('not_valid_for_name', `leaf ${dn(leaf.x509)} (${leaf.x509.subjectAltName ?? 'no subjectAltName'}) does not match ${opts.hostname}`, path, anchor);
     }
   }
 
   const revocation = checkRevocation(path, anchor, opts);
-  const reason =
-    revocation.status === 'revoked' ? Reason.certificateRevoked
-    : revocation.status === 'stale' ? Reason.revocationStale
-    : revocation.status === 'unknown' ? Reason.revocationUnknown
-    : Reason.ok;
-  const out: ChainResult = { ok: reason === Reason.ok, reason, path, anchor, revocation };
+  const error: ChainErrorCode | null =
+    revocation.status === 'revoked' ? 'revoked'
+    : revocation.status === 'stale' ? 'revocation_stale'
+    : revocation.status === 'unknown' ? 'revocation_unknown'
+    : null;
+  const out: ChainResult = { ok: error === null, error, path, anchor, revocation };
   if (revocation.status === 'revoked' && revocation.result?.status === 'revoked') {
     out.detail = `certificate serial ${revocation.serial} is revoked (${revocation.result.reason}) since ${revocation.result.revocationDate.toISOString()}`;
   } else if (revocation.status === 'stale' || revocation.status === 'unknown') {

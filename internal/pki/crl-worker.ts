@@ -16,7 +16,9 @@ import fs from 'node:fs';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { pemBlocks } from './pem';
 import { X509Certificate, webcrypto } from 'node:crypto';
-import { CrlError, ParsedCrl, parseCrl, verifyCrlSignatureSync, type CrlErrorCode, type CrlTransfer, type ParseCrlOptions } from './crl';
+import { ParsedCrl, parseCrl, type CrlTransfer, type ParseCrlOptions } from './crl';
+import { verifyCrlSignatureSync } from './crl-verify';
+import { CrlError, errText, type CrlErrorCode } from './errors';
 
 /**
  * One CRL of a file: parsed (and, when `trust` was given, signature-verified: `signer` is the
@@ -61,7 +63,7 @@ export function decodeCrlFile(buf: Buffer, source = '<bytes>'): Buffer[] {
   try {
     blocks = pemBlocks(text, undefined, source);
   } catch (e) {
-    throw new CrlError('malformed', (e as Error).message, { cause: e });
+    throw new CrlError('malformed', errText(e), { cause: e });
   }
   const crls = blocks.filter((b) => b.label === 'X509 CRL' || b.label === 'CRL').map((b) => b.der);
   if (crls.length === 0) throw new CrlError('malformed', `${source}: no PEM X509 CRL block`);
@@ -117,7 +119,7 @@ async function parseCrlBytesOverlapped(buf: Buffer, source: string, opts: ParseC
 
 function errorItem(index: number, e: unknown): CrlFileItem {
   if (e instanceof CrlError) return { ok: false, index, code: e.code, message: e.message };
-  return { ok: false, index, code: 'malformed', message: (e as Error).message ?? String(e) };
+  return { ok: false, index, code: 'malformed', message: errText(e) };
 }
 
 function readSync(file: string, maxBytes: number): { buf?: Buffer; readError?: string; tooLarge?: number } {
@@ -126,7 +128,7 @@ function readSync(file: string, maxBytes: number): { buf?: Buffer; readError?: s
     if (st.size > maxBytes) return { tooLarge: st.size };
     return { buf: fs.readFileSync(file) };
   } catch (e) {
-    return { readError: (e as NodeJS.ErrnoException).code ?? (e as Error).message };
+    return { readError: (e as NodeJS.ErrnoException).code ?? errText(e) };
   }
 }
 

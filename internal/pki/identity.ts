@@ -11,6 +11,7 @@ import tls from 'node:tls';
 import type { IdentityConfig } from '../config/types';
 import { certInfo, formatName } from './certinfo';
 import { PemError, pemBlocks, pemCertificates, toPem } from './pem';
+import { errText } from './errors';
 
 /** An identity that cannot be used. `identity` and `file` say which. */
 export class IdentityError extends Error {
@@ -59,7 +60,7 @@ function readFile(identity: string, file: string): Buffer {
   try {
     return fs.readFileSync(file);
   } catch (e) {
-    throw new IdentityError(identity, file, `cannot read file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    throw new IdentityError(identity, file, `cannot read file (${(e as NodeJS.ErrnoException).code ?? errText(e)})`);
   }
 }
 
@@ -117,13 +118,13 @@ function loadPem(cfg: IdentityConfig, baseDir: string, passphrase: string | unde
   try {
     chain = pemCertificates(certText, certFile);
   } catch (e) {
-    throw new IdentityError(cfg.name, certFile, e instanceof PemError ? e.message.slice(certFile.length + 2) : String(e));
+    throw new IdentityError(cfg.name, certFile, e instanceof PemError ? e.message.slice(certFile.length + 2) : errText(e));
   }
   let leaf: X509Certificate;
   try {
     leaf = new X509Certificate(chain[0]!);
   } catch (e) {
-    throw new IdentityError(cfg.name, certFile, `cannot parse the first certificate: ${(e as Error).message}`);
+    throw new IdentityError(cfg.name, certFile, `cannot parse the first certificate: ${errText(e)}`);
   }
   const keyText = readFile(cfg.name, keyFile).toString('utf8');
   try {
@@ -132,13 +133,13 @@ function loadPem(cfg: IdentityConfig, baseDir: string, passphrase: string | unde
     }
   } catch (e) {
     if (e instanceof IdentityError) throw e;
-    throw new IdentityError(cfg.name, keyFile, (e as Error).message);
+    throw new IdentityError(cfg.name, keyFile, errText(e));
   }
   let key: crypto.KeyObject;
   try {
     key = crypto.createPrivateKey({ key: keyText, format: 'pem', passphrase: passphrase ?? '' });
   } catch (e) {
-    const msg = (e as Error).message;
+    const msg = errText(e);
     const hint = /bad decrypt|passphrase|interrupted or cancelled/i.test(msg) ? ' (wrong or missing passphrase?)' : '';
     throw new IdentityError(cfg.name, keyFile, `cannot read private key: ${msg}${hint}`);
   }
@@ -155,7 +156,7 @@ function loadPem(cfg: IdentityConfig, baseDir: string, passphrase: string | unde
   try {
     tls.createSecureContext(secureContextOptions);
   } catch (e) {
-    throw new IdentityError(cfg.name, certFile, `OpenSSL refused the certificate/key: ${(e as Error).message}`);
+    throw new IdentityError(cfg.name, certFile, `OpenSSL refused the certificate/key: ${errText(e)}`);
   }
   return {
     name: cfg.name,
@@ -177,7 +178,7 @@ function loadPfx(cfg: IdentityConfig, baseDir: string, passphrase: string | unde
     // the key matches the certificate, so success here is the same validation as for PEM.
     ctx = tls.createSecureContext(secureContextOptions);
   } catch (e) {
-    const msg = (e as Error).message;
+    const msg = errText(e);
     const hint = /mac verify failure/i.test(msg)
       ? ' (wrong passphrase?)'
       : /unsupported/i.test(msg)

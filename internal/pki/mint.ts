@@ -20,6 +20,7 @@ import crypto, { webcrypto, X509Certificate } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import { pemBlocks, toPem } from './pem';
+import { errText } from './errors';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
@@ -103,7 +104,7 @@ export async function importSigningKey(keyPem: string, passphrase?: string): Pro
   try {
     keyObject = crypto.createPrivateKey({ key: keyPem, format: 'pem', passphrase });
   } catch (e) {
-    throw new MintError('bad_ca', `cannot read the CA private key: ${(e as Error).message}`);
+    throw new MintError('bad_ca', `cannot read the CA private key: ${errText(e)}`);
   }
   const pkcs8 = keyObject.export({ format: 'der', type: 'pkcs8' });
   if (keyObject.asymmetricKeyType === 'ec') {
@@ -117,6 +118,51 @@ export async function importSigningKey(keyPem: string, passphrase?: string): Pro
     return { key, algorithm: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } };
   }
   throw new MintError('unsupported_key', `CA key type ${keyObject.asymmetricKeyType} is not supported (use EC or RSA)`);
+}
+
+/** What a leaf certificate says (the profile in the file docstring; dev-pki.ts issues its leaves the same way). */
+export interface LeafCertificateSpec {
+  serialHex: string;
+  subject: x509.Name;
+  /** The issuer's subject (`x509.X509Certificate.subjectName`, or its string form). */
+  issuer: x509.Name | string;
+  notBefore: Date;
+  notAfter: Date;
+  publicKey: webcrypto.CryptoKey;
+  signing: SigningKey;
+  eku: 'serverAuth' | 'clientAuth';
+  san: { type: 'dns' | 'ip'; value: string }[];
+  /** RFC 5280 §4.2.1.6: critical when the subject is empty. */
+  sanCritical: boolean;
+  /** The issuer's subjectKeyIdentifier, hex; null leaves authorityKeyIdentifier out. */
+  authorityKeyIdHex: string | null;
+}
+
+/**
+ * An end-entity certificate: basicConstraints cA=FALSE and keyUsage digitalSignature (both
+ * critical), extendedKeyUsage `eku`, subjectAltName, authorityKeyIdentifier (when known) and
+ * subjectKeyIdentifier.
+ */
+export async function createLeafCertificate(spec: LeafCertificateSpec): Promise<x509.X509Certificate> {
+  const publicKey = spec.publicKey as unknown as PeculiarKey;
+  return x509.X509CertificateGenerator.create({
+    serialNumber: spec.serialHex,
+    subject: spec.subject,
+    issuer: spec.issuer,
+    notBefore: spec.notBefore,
+    notAfter: spec.notAfter,
+    publicKey,
+    signingKey: spec.signing.key as unknown as PeculiarKey,
+    signingAlgorithm: spec.signing.algorithm,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage[spec.eku]], false),
+      new x509.SubjectAlternativeNameExtension(spec.san, spec.sanCritical),
+      ...(spec.authorityKeyIdHex ? [new x509.AuthorityKeyIdentifierExtension(spec.authorityKeyIdHex, false)] : []),
+      await x509.SubjectKeyIdentifierExtension.create(publicKey),
+    ],
+  });
 }
 
 /** 16 random bytes, top bit clear (positive INTEGER) and next bit set (no leading zero octet), as hex. */
@@ -200,14 +246,14 @@ export class LeafMinter {
     try {
       nodeCert = new X509Certificate(caDers[0]!);
     } catch (e) {
-      throw new MintError('bad_ca', `cannot parse the interception CA certificate: ${(e as Error).message}`);
+      throw new MintError('bad_ca', `cannot parse the interception CA certificate: ${errText(e)}`);
     }
     if (!nodeCert.ca) throw new MintError('bad_ca', `interception CA ${nodeCert.subject} is not a CA (basicConstraints cA is not TRUE)`);
     let keyObject: crypto.KeyObject;
     try {
       keyObject = crypto.createPrivateKey({ key: opts.caKeyPem, format: 'pem', passphrase: opts.caKeyPassphrase });
     } catch (e) {
-      throw new MintError('bad_ca', `cannot read the interception CA private key: ${(e as Error).message}`);
+      throw new MintError('bad_ca', `cannot read the interception CA private key: ${errText(e)}`);
     }
     if (!nodeCert.checkPrivateKey(keyObject)) {
       throw new MintError('bad_ca', `the interception CA private key does not match certificate ${nodeCert.subject.replace(/\n/g, ', ')}`);
@@ -297,23 +343,18 @@ export class LeafMinter {
     // CN is limited to 64 characters (RFC 5280 Appendix A ub-common-name); longer names live only
     // in the SAN, which must then be critical because the subject is empty (§4.2.1.6).
     const subject = name.length <= 64 ? [{ CN: [name] }] : [];
-    const cert = await x509.X509CertificateGenerator.create({
-      serialNumber: serialHex,
+    const cert = await createLeafCertificate({
+      serialHex,
       subject: new x509.Name(subject),
       issuer: ca.subjectName,
       notBefore,
       notAfter,
-      publicKey: keys.publicKey as unknown as PeculiarKey,
-      signingKey: ca.signing.key as unknown as PeculiarKey,
-      signingAlgorithm: ca.signing.algorithm,
-      extensions: [
-        new x509.BasicConstraintsExtension(false, undefined, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth], false),
-        new x509.SubjectAlternativeNameExtension([{ type: ip ? 'ip' : 'dns', value: name }], subject.length === 0),
-        new x509.AuthorityKeyIdentifierExtension(ca.keyIdHex, false),
-        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey as unknown as PeculiarKey),
-      ],
+      publicKey: keys.publicKey,
+      signing: ca.signing,
+      eku: 'serverAuth',
+      san: [{ type: ip ? 'ip' : 'dns', value: name }],
+      sanCritical: subject.length === 0,
+      authorityKeyIdHex: ca.keyIdHex,
     });
     const certDer = Buffer.from(cert.rawData);
     const certPem = toPem(certDer, 'CERTIFICATE');

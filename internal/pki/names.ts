@@ -7,7 +7,7 @@
  * `ParseError` on malformed DER; callers turn that into a refusal.
  */
 import { BoundedReader, ParseError } from '../bytes/reader';
-import { Tag, bitStringContent, contextTag, enter, peekTag, readLength, readTag } from './der';
+import { Tag, bitStringContent, booleanContent, contextTag, enter, oidToString, peekTag, readLength, readOidBytes, readRawElement, readTag } from './der';
 import { nameKey, rdnKey } from './certinfo';
 
 export type GeneralName =
@@ -25,12 +25,90 @@ export function readGeneralNames(r: BoundedReader): GeneralName[] {
   return out;
 }
 
-/** GeneralNames given as a whole SEQUENCE (tag included), e.g. a subjectAltName extnValue. */
-export function parseGeneralNames(der: Buffer): GeneralName[] {
+/**
+ * GeneralNames given as a whole SEQUENCE (tag included), e.g. a subjectAltName extnValue.
+ * `strict`: also hold every GeneralName to its CHOICE alternative (`checkGeneralName`) and the
+ * SEQUENCE to SIZE (1..MAX) — what a CRL entry's certificateIssuer must satisfy, since a name that
+ * does not decode there would silently name nobody.
+ */
+export function parseGeneralNames(der: Buffer, opts: { strict?: boolean } = {}): GeneralName[] {
   const r = new BoundedReader(der);
   const seq = enter(r, Tag.SEQUENCE, 'GeneralNames');
   r.expectEnd('GeneralNames');
-  return readGeneralNames(seq);
+  if (!opts.strict) return readGeneralNames(seq);
+  if (seq.atEnd) throw new ParseError('malformed', 'GeneralNames: empty SEQUENCE (SIZE (1..MAX))');
+  const out: GeneralName[] = [];
+  while (!seq.atEnd) {
+    const start = seq.offset;
+    const name = readGeneralName(seq);
+    checkGeneralName(seq.buf.subarray(start, seq.offset));
+    out.push(name);
+  }
+  return out;
+}
+
+/**
+ * Structure of a Name: SEQUENCE OF RelativeDistinguishedName, each a non-empty SET OF
+ * AttributeTypeAndValue { OID, ANY } (RFC 5280 §4.1.2.4). @throws ParseError
+ */
+export function checkName(nameDer: Buffer): void {
+  const r = new BoundedReader(nameDer);
+  const seq = enter(r, Tag.SEQUENCE, 'Name');
+  r.expectEnd('Name');
+  while (!seq.atEnd) {
+    const set = enter(seq, Tag.SET, 'RelativeDistinguishedName');
+    if (set.atEnd) throw new ParseError('malformed', 'empty RelativeDistinguishedName');
+    while (!set.atEnd) {
+      const atv = enter(set, Tag.SEQUENCE, 'AttributeTypeAndValue');
+      readOidBytes(atv, 'AttributeType');
+      readRawElement(atv, 'AttributeValue');
+      atv.expectEnd('AttributeTypeAndValue');
+    }
+  }
+}
+
+/**
+ * One GeneralName element (tag, length, content) against its CHOICE alternative (RFC 5280
+ * §4.2.1.6): otherName [0] { OID, [0] EXPLICIT ANY }; rfc822Name [1], dNSName [2] and URI [6]
+ * IA5String; x400Address [3] and ediPartyName [5] constructed; directoryName [4] EXPLICIT Name;
+ * iPAddress [7] of 4 or 16 octets; registeredID [8] an OBJECT IDENTIFIER. @throws ParseError
+ */
+export function checkGeneralName(element: Buffer): void {
+  const r = new BoundedReader(element);
+  const tag = readTag(r, 'GeneralName');
+  const content = r.bytes(readLength(r, 'GeneralName'), 'GeneralName');
+  r.expectEnd('GeneralName');
+  const n = tag & 0x1f;
+  const want = [true, false, false, true, true, true, false, false, false][n];
+  if ((tag & 0xc0) !== 0x80 || want === undefined || (tag === contextTag(n, true)) !== want) {
+    throw new ParseError('malformed', `GeneralName: tag 0x${tag.toString(16)} is no GeneralName alternative`);
+  }
+  switch (n) {
+    case 0: {
+      const o = new BoundedReader(content);
+      readOidBytes(o, 'otherName type-id');
+      enter(o, contextTag(0, true), 'otherName value');
+      o.expectEnd('otherName');
+      break;
+    }
+    case 1:
+    case 2:
+    case 6:
+      for (const b of content) if (b > 0x7f) throw new ParseError('malformed', `GeneralName [${n}]: not an IA5String`);
+      break;
+    case 3:
+    case 5:
+      break;
+    case 4:
+      checkName(content);
+      break;
+    case 7:
+      if (content.length !== 4 && content.length !== 16) throw new ParseError('malformed', `iPAddress of ${content.length} octets (4 or 16)`);
+      break;
+    case 8:
+      oidToString(content, 'registeredID');
+      break;
+  }
 }
 
 function readGeneralName(r: BoundedReader): GeneralName {
@@ -198,41 +276,62 @@ export interface Idp {
   onlyContainsUserCerts: boolean;
   onlyContainsCACerts: boolean;
   onlyContainsAttributeCerts: boolean;
-  /** onlySomeReasons mask, or null when absent (all reasons). */
+  /** onlySomeReasons mask (bit n = ReasonFlags bit n), or null when absent (all reasons). */
   onlySomeReasons: number | null;
   indirectCRL: boolean;
 }
 
-/** Parse an IssuingDistributionPoint extnValue (structure already checked by crl.ts). */
+/**
+ * Parse and validate an IssuingDistributionPoint extnValue (RFC 5280 §5.2.5) — the one parser,
+ * run when a CRL is parsed (so a CRL whose IDP does not decode is refused `malformed`) and when
+ * the revocation check reads its scope. Fields in tag order, each at most once: distributionPoint
+ * [0] (constructed; one DistributionPointName, a nameRelativeToCRLIssuer resolved against
+ * `crlIssuerDer`), the BOOLEANs [1] [2] [4] [5] in DER, onlySomeReasons [3] ReasonFlags; at most
+ * one of onlyContainsUserCerts, onlyContainsCACerts, onlyContainsAttributeCerts TRUE.
+ * @throws ParseError
+ */
 export function parseIdp(value: Buffer, crlIssuerDer: Buffer): Idp {
   const r = new BoundedReader(value);
   const seq = enter(r, Tag.SEQUENCE, 'IssuingDistributionPoint');
+  r.expectEnd('IssuingDistributionPoint');
   const out: Idp = { name: null, onlyContainsUserCerts: false, onlyContainsCACerts: false, onlyContainsAttributeCerts: false, onlySomeReasons: null, indirectCRL: false };
+  let last = -1;
   while (!seq.atEnd) {
-    const t = readTag(seq, 'IDP field');
-    const content = seq.bytes(readLength(seq, 'IDP field'));
-    const flag = content.length === 1 && content[0] === 0xff;
-    switch (t & 0x1f) {
-      case 0:
+    const t = readTag(seq, 'IssuingDistributionPoint field');
+    const content = seq.bytes(readLength(seq, 'IssuingDistributionPoint field'));
+    const n = t & 0x1f;
+    if ((t & 0xc0) !== 0x80 || n <= last || n > 5) throw new ParseError('malformed', `IssuingDistributionPoint: unexpected tag 0x${t.toString(16)}`);
+    last = n;
+    if (t !== contextTag(n, n === 0)) throw new ParseError('malformed', `IssuingDistributionPoint: field [${n}] must be ${n === 0 ? 'constructed' : 'primitive'}`);
+    switch (n) {
+      case 0: {
+        // Exactly one DistributionPointName inside [0].
+        const d = new BoundedReader(content);
+        readTag(d, 'DistributionPointName');
+        d.skip(readLength(d, 'DistributionPointName'));
+        d.expectEnd('distributionPoint');
         out.name = readDpName(content, [crlIssuerDer]);
         break;
+      }
       case 1:
-        out.onlyContainsUserCerts = flag;
+        out.onlyContainsUserCerts = booleanContent(content, 'onlyContainsUserCerts');
         break;
       case 2:
-        out.onlyContainsCACerts = flag;
+        out.onlyContainsCACerts = booleanContent(content, 'onlyContainsCACerts');
         break;
       case 3:
         out.onlySomeReasons = reasonFlags(content);
         break;
       case 4:
-        out.indirectCRL = flag;
+        out.indirectCRL = booleanContent(content, 'indirectCRL');
         break;
       case 5:
-        out.onlyContainsAttributeCerts = flag;
+        out.onlyContainsAttributeCerts = booleanContent(content, 'onlyContainsAttributeCerts');
         break;
     }
   }
+  const only = Number(out.onlyContainsUserCerts) + Number(out.onlyContainsCACerts) + Number(out.onlyContainsAttributeCerts);
+  if (only > 1) throw new ParseError('malformed', 'IssuingDistributionPoint: at most one of onlyContainsUserCerts, onlyContainsCACerts, onlyContainsAttributeCerts may be TRUE (RFC 5280 §5.2.5)');
   return out;
 }
 

@@ -18,27 +18,12 @@
 import crypto, { KeyObject, X509Certificate } from 'node:crypto';
 import { BoundedReader } from '../bytes/reader';
 import { certInfo, KeyUsageBit, type CertInfo } from './certinfo';
-import { CrlError, resolveSignatureAlgorithm, type ParsedCrl, type ResolvedAlgorithm } from './crl';
+import type { ParsedCrl } from './crl';
 import { Tag, enter, readOidBytes, readRawElement, readLength, readTag, oidToString } from './der';
+import { errText, type PathFailureCode } from './errors';
+import { resolveSignatureAlgorithm, verifySignature as verifyWith, type ResolvedAlgorithm } from './sigalg';
 import { checkNameConstraints, directoryName, parseGeneralNames, parseNameConstraints, type GeneralName, type NameConstraints } from './names';
 import { certStatus, crlRecord, type CertStatus, type CrlRecord } from './revocation';
-
-export type PathFailureCode =
-  /** A certificate is listed on a usable CRL. */
-  | 'revoked'
-  /** No usable CRL covers a certificate for all reasons. */
-  | 'revocation_unknown'
-  /** Only CRLs past nextUpdate cover a certificate. */
-  | 'revocation_stale'
-  | 'bad_signature'
-  | 'expired'
-  | 'name_chaining'
-  | 'not_ca'
-  | 'key_usage'
-  | 'path_length'
-  | 'name_constraints'
-  | 'unsupported_critical_extension'
-  | 'malformed';
 
 export interface PathFailure {
   code: PathFailureCode;
@@ -90,7 +75,7 @@ export function validatePath(opts: ValidatePathOptions): PathResult {
     anchor = info(opts.anchor);
     extra = (opts.extraCerts ?? []).map(info);
   } catch (e) {
-    return { ok: false, failure: { code: 'malformed', index: 0, detail: `a certificate does not parse: ${(e as Error).message}` }, revocation: [] };
+    return { ok: false, failure: { code: 'malformed', index: 0, detail: `a certificate does not parse: ${errText(e)}` }, revocation: [] };
   }
   const records: CrlRecord[] = [];
   for (const c of opts.crls) {
@@ -139,7 +124,7 @@ class Context {
     try {
       ({ key: workingKey, params: workingParams } = publicKeyOf(this.anchor, null));
     } catch (e) {
-      return failAt('malformed', n, `trust anchor key: ${(e as Error).message}`);
+      return failAt('malformed', n, `trust anchor key: ${errText(e)}`);
     }
     let workingIssuerKey = this.anchor.subjectKey;
     let maxPathLength = n;
@@ -154,7 +139,7 @@ class Context {
       if (sig !== true) return failAt('bad_signature', i, `signature of certificate ${i}: ${sig}`);
       // (a)(2) validity
       if (this.now < cert.notBefore || this.now > cert.notAfter) {
-        return failAt('expired', i, `certificate ${i} is valid ${cert.notBefore.toISOString()} – ${cert.notAfter.toISOString()}, not at ${this.now.toISOString()}`);
+        return failAt('certificate_expired', i, `certificate ${i} is valid ${cert.notBefore.toISOString()} – ${cert.notAfter.toISOString()}, not at ${this.now.toISOString()}`);
       }
       // (a)(4) name chaining
       if (cert.issuerKey !== workingIssuerKey) return failAt('name_chaining', i, `issuer of certificate ${i} is not the subject of its issuer`);
@@ -163,7 +148,7 @@ class Context {
       try {
         next = publicKeyOf(cert, workingParams);
       } catch (e) {
-        return failAt('malformed', i, `public key of certificate ${i}: ${(e as Error).message}`);
+        return failAt('malformed', i, `public key of certificate ${i}: ${errText(e)}`);
       }
       this.keys.set(cert, next.key);
       // (a)(3) revocation
@@ -184,7 +169,7 @@ class Context {
         try {
           names = subjectNames(cert);
         } catch (e) {
-          return failAt('malformed', i, `names of certificate ${i}: ${(e as Error).message}`);
+          return failAt('malformed', i, `names of certificate ${i}: ${errText(e)}`);
         }
         const v = checkNameConstraints(names, constraints);
         if (v) return failAt('name_constraints', i, `certificate ${i}: ${v}`);
@@ -198,7 +183,7 @@ class Context {
         try {
           constraints.push(parseNameConstraints(cert.nameConstraints));
         } catch (e) {
-          return failAt('malformed', i, `nameConstraints of certificate ${i}: ${(e as Error).message}`);
+          return failAt('malformed', i, `nameConstraints of certificate ${i}: ${errText(e)}`);
         }
       }
       workingIssuerKey = cert.subjectKey;
@@ -357,19 +342,9 @@ function verifySignature(tbs: Buffer, algId: { oid: string; params: Buffer | nul
   try {
     alg = resolveSignatureAlgorithm(algId);
   } catch (e) {
-    return e instanceof CrlError ? e.message : String(e);
+    return errText(e);
   }
   return verifyWith(alg, tbs, sig, key) ? true : `${alg.name} signature does not verify`;
-}
-
-function verifyWith(alg: ResolvedAlgorithm, data: Buffer, sig: Buffer, key: KeyObject): boolean {
-  if (!alg.keyTypes.includes(key.asymmetricKeyType ?? '')) return false;
-  const o: crypto.VerifyKeyObjectInput = alg.pss ? { key, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: alg.pss.saltLength } : { key };
-  try {
-    return crypto.verify(alg.digest, data, o, sig);
-  } catch {
-    return false;
-  }
 }
 
 /** The names name constraints apply to: the subject, subjectAltName entries, emailAddress attributes (§4.2.1.10). */

@@ -5,6 +5,7 @@
  * text between blocks (OpenSSL's "Bag Attributes", comments) is ignored, as RFC 7468 §2 allows.
  */
 import fs from 'node:fs';
+import { errText } from './errors';
 
 /** A PEM file or text that cannot be used. `source` names the file (or `<text>`). */
 export class PemError extends Error {
@@ -68,7 +69,7 @@ export function readPemBundle(pathOrText: string): Buffer[] {
     try {
       text = fs.readFileSync(pathOrText, 'utf8');
     } catch (e) {
-      throw new PemError(source, `cannot read certificate file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      throw new PemError(source, `cannot read certificate file (${(e as NodeJS.ErrnoException).code ?? errText(e)})`);
     }
   }
   return pemCertificates(text, source);

@@ -12,9 +12,11 @@
  * the caller passes the time. Lookups stay O(1) per candidate CRL (hash probe into the CRL).
  */
 import type { CertInfo } from './certinfo';
-import { crlTimeStatus, type ParsedCrl, type RevokedEntry } from './crl';
+import type { ParsedCrl } from './crl';
+import type { RevokedEntry } from './crl-entries';
+import { crlTimeStatus } from './crl-verify';
 import { nameKey } from './certinfo';
-import { ALL_REASONS, anyNameMatches, directoryName, parseDistributionPoints, parseGeneralNames, parseIdp, type DistributionPoint, type GeneralName, type Idp } from './names';
+import { ALL_REASONS, anyNameMatches, directoryName, parseDistributionPoints, parseGeneralNames, type DistributionPoint, type GeneralName, type Idp } from './names';
 
 /** One CRL as revocation checking sees it. Build with `crlRecord`. */
 export interface CrlRecord {
@@ -28,12 +30,11 @@ export interface CrlRecord {
   deltaBase: bigint | null;
 }
 
-/** @throws ParseError when the IDP cannot be decoded */
+/** The record of a parsed CRL (its IDP was validated by parseCrl, so this does not throw on one). */
 export function crlRecord(crl: ParsedCrl): CrlRecord {
   const issuerKey = nameKey(crl.issuerDer);
-  const rawIdp = crl.issuingDistributionPoint;
-  const idp = rawIdp ? parseIdp(rawIdp.raw, crl.issuerDer) : null;
-  return { crl, issuerKey, idp, scope: `${issuerKey}|${rawIdp ? rawIdp.raw.toString('hex') : ''}`, deltaBase: crl.deltaCrlIndicator };
+  const rawIdp = crl.issuingDistributionPointDer;
+  return { crl, issuerKey, idp: crl.issuingDistributionPoint, scope: `${issuerKey}|${rawIdp ? rawIdp.toString('hex') : ''}`, deltaBase: crl.deltaCrlIndicator };
 }
 
 /** Where the candidate CRLs come from: every CRL (complete and delta) whose issuer has this nameKey. */
@@ -203,11 +204,15 @@ function listed(cert: CertInfo, rec: CrlRecord): RevokedEntry | null {
       if (rec.issuerKey === cert.issuerKey) return e;
       continue;
     }
+    let names: GeneralName[];
     try {
-      if (parseGeneralNames(e.entryIssuer).some((n) => n.type === 'dn' && n.key === cert.issuerKey)) return e;
+      names = parseGeneralNames(e.entryIssuer);
     } catch {
-      // An undecodable certificateIssuer names nobody.
+      // parseCrl refuses a CRL whose certificateIssuer does not decode (crl-entries.ts), so this
+      // cannot happen; were it to, the listing counts: a serial must never turn good by it.
+      return e;
     }
+    if (names.some((n) => n.type === 'dn' && n.key === cert.issuerKey)) return e;
   }
   return null;
 }

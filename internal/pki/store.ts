@@ -21,9 +21,12 @@
  *   good CRL too, reported under `retained`: a non-atomic update (`rm; curl -o`) or a deleted
  *   folder must not turn revoked certificates into `unknown` — under softFail that would let
  *   them through. Restarting the process drops what no file provides any more.
- * - An accepted CRL past nextUpdate + skew is kept: it answers `stale` (revoked entries still
- *   answer `revoked`), and the load report lists it under `stale` — unless its scope holds a
- *   current CRL, which an expired one never replaces (refused as `expired`), whatever its number.
+ * - A CRL past nextUpdate + skew is judged the same way at start and on every reload: it is
+ *   refused as `expired` (not usable as current; logged and counted like any refusal). When its
+ *   scope holds no current CRL it is nevertheless kept as that scope's last resort — listed under
+ *   `stale` and its refusal marked `kept` — so the certificates it lists stay `revoked` while the
+ *   others answer `stale`; a current CRL is never replaced by it, whatever its number. The
+ *   readiness rule (readiness.ts) counts only current CRLs as usable.
  *
  * Files: each path is a file or a folder; a folder's regular files (symlinks followed; names
  * starting with "." skipped, so a Kubernetes ConfigMap volume's `..data` machinery is not read
@@ -37,7 +40,9 @@ import path from 'node:path';
 import type { X509Certificate } from 'node:crypto';
 import { X509Certificate as X509 } from 'node:crypto';
 import { certInfo, formatName, type CertInfo } from './certinfo';
-import { CrlError, crlTimeStatus, type CrlErrorCode, type ParsedCrl } from './crl';
+import type { ParsedCrl } from './crl';
+import { crlTimeStatus } from './crl-verify';
+import { CrlError, type CrlErrorCode } from './errors';
 import { certStatus, crlRecord, type CrlRecord } from './revocation';
 import { loadCrlFile } from './crl-worker';
 import type { CrlInfo, RevocationResult } from './types';
@@ -60,14 +65,16 @@ export interface Refusal {
   source: string;
   code: CrlErrorCode;
   message: string;
+  /** `expired` only: the CRL is held anyway, as the stale last resort of its scope (see the file docstring). */
+  kept?: boolean;
 }
 
 /** What one load did. Also the payload of the `'reload'` event. */
 export interface LoadReport {
-  /** CRLs accepted by this load (now active). */
+  /** CRLs accepted by this load as current (now active). */
   accepted: CrlInfo[];
   refused: Refusal[];
-  /** Accepted CRLs already past nextUpdate + skew (they answer `stale`). */
+  /** CRLs of this load past nextUpdate + skew, refused as `expired` but held as their scope's last resort (they answer `stale`). */
   stale: CrlInfo[];
   /** CRLs kept although the file they came from is gone (see the file docstring). */
   retained: CrlInfo[];
@@ -118,7 +125,7 @@ export class RevocationStore extends EventEmitter {
     this.inlineBelowBytes = opts.inlineBelowBytes;
   }
 
-  /** True once at least one CRL is active. */
+  /** True once at least one CRL is active (current or not: see `status`). */
   get ready(): boolean {
     return this.state.byScope.size > 0;
   }
@@ -126,6 +133,18 @@ export class RevocationStore extends EventEmitter {
   /** The active CRLs. */
   snapshot(): CrlInfo[] {
     return [...this.state.byScope.values()].map((a) => a.info);
+  }
+
+  /**
+   * The active CRLs judged now (the same `crlTimeStatus` a load applies): `current` ones, and
+   * `stale` ones — past nextUpdate + skew, held as their scope's last resort or gone past it
+   * since they were loaded. What readiness.ts decides on.
+   */
+  status(): { current: CrlInfo[]; stale: CrlInfo[] } {
+    const now = this.now();
+    const out = { current: [] as CrlInfo[], stale: [] as CrlInfo[] };
+    for (const a of this.state.byScope.values()) (crlTimeStatus(a.crl, now, this.skewMs) === 'expired' ? out.stale : out.current).push(a.info);
+    return out;
   }
 
   /**
@@ -202,19 +221,26 @@ export class RevocationStore extends EventEmitter {
         });
         continue;
       }
-      const expired = crlTimeStatus(c.crl, now, this.skewMs) === 'expired';
-      const current = old.byScope.get(scope);
-      if (expired && current && current !== c && crlTimeStatus(current.crl, now, this.skewMs) === 'current') {
+      if (crlTimeStatus(c.crl, now, this.skewMs) === 'expired') {
+        // The same judgement at start and on reload: refused as `expired`. Only what is kept differs.
+        const current = old.byScope.get(scope);
+        const passed = `nextUpdate ${c.info.nextUpdate?.toISOString()} has passed (clock skew ${this.skewMs} ms)`;
+        if (current && crlTimeStatus(current.crl, now, this.skewMs) === 'current') {
+          refused.push({ source: c.info.source, code: 'expired', message: `${passed}; the current CRL ${current.info.source} (cRLNumber ${current.info.cRLNumber ?? 'none'}) stays` });
+          continue;
+        }
         refused.push({
           source: c.info.source,
           code: 'expired',
-          message: `nextUpdate ${c.info.nextUpdate?.toISOString()} has passed; the current CRL ${current.info.source} (cRLNumber ${current.info.cRLNumber ?? 'none'}) stays`,
+          kept: true,
+          message: `${passed} and its scope has no current CRL: kept only so that the certificates it lists stay revoked; its issuer's other certificates answer stale (hardFail denies them revocation_stale)`,
         });
+        byScope.set(scope, c);
+        stale.push(c.info);
         continue;
       }
       byScope.set(scope, c);
       accepted.push(c.info);
-      if (expired) stale.push(c.info);
     }
     // Keep the last good CRL of every scope without a new accepted one, even when its file is gone.
     const retained: CrlInfo[] = [];
@@ -251,12 +277,7 @@ export class RevocationStore extends EventEmitter {
     } catch {
       issuer = `#${crl.issuerDer.toString('hex')}`;
     }
-    let rec: CrlRecord;
-    try {
-      rec = crlRecord(crl);
-    } catch (e) {
-      throw new CrlError('malformed', `issuingDistributionPoint: ${(e as Error).message}`, { cause: e });
-    }
+    const rec: CrlRecord = crlRecord(crl); // its IDP was validated by parseCrl
     return {
       ...rec,
       slot: `${rec.deltaBase !== null ? 'delta|' : ''}${rec.scope}`,

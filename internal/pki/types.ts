@@ -43,3 +43,11 @@ export type RevocationResult =
   | { status: 'unknown' }
   /** The accepted CRL is past nextUpdate (+ skew); `revoked` still wins over stale. */
   | { status: 'stale'; crl: CrlInfo };
+
+/**
+ * The revocation status of a chain, as decisions report it: the worst `RevocationResult` status
+ * of the certificates checked, or `not_checked` (no revocation source, a pinned leaf, a chain
+ * refused before revocation was looked at). The one definition: chain.ts and the engine's
+ * decision record use it.
+ */
+export type RevocationStatus = RevocationResult['status'] | 'not_checked';

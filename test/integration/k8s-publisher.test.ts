@@ -30,6 +30,7 @@ import { closeCrlWorker } from '../../internal/pki/crl-worker';
 import { ensureBenchCrl } from '../../bench/gen-crl';
 import { startFakeKubeApiServer, type FakeKubeApiServer } from '../support/kube-apiserver';
 import { startCrlCa, type CrlCa } from '../support/crl-ca';
+import { ext, seq, tlv } from '../support/der-writer';
 import { until } from '../support/until';
 
 const NS = 'crl-system';
@@ -165,6 +166,14 @@ describe('publisher: publish, refuse, keep', () => {
       'several_crls',
     ],
     ['a CRL whose thisUpdate is in the future', () => ca.route('/main.crl', { crl: ca.crl({ crlNumber: 14, thisUpdate: new Date(Date.now() + 86400_000) }) }), 'refused', 'not_yet_valid'],
+    [
+      'a CRL whose critical certificateIssuer entry extension does not decode',
+      // [9] is no GeneralName alternative (RFC 5280 §4.2.1.6): the serials it governs must not turn good.
+      () => ca.route('/main.crl', { crl: ca.crl({ crlNumber: 15, entries: [{ serial: Buffer.from([0x10, 0x03]), extensions: [ext('2.5.29.29', true, seq(tlv(0x89, Buffer.from('x'))))] }] }) }),
+      'refused',
+      'malformed',
+    ],
+    ['a CRL with an empty revokedCertificates SEQUENCE', () => ca.route('/main.crl', { crl: ca.crl({ crlNumber: 16, emptyRevokedCertificates: true }) }), 'refused', 'empty_revoked_certificates'],
   ];
   for (const [what, serve, result, code] of bad) {
     test(`refuses ${what} (${code}) and keeps cRLNumber 11 published`, async () => {

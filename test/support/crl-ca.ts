@@ -33,6 +33,10 @@ export interface IssueOptions {
   nextUpdate?: Date | null;
   /** Sign with a key that is not the CA's (same issuer Name): `bad_signature`. */
   wrongKey?: boolean;
+  /** The entries in full (extensions included), instead of `revoked`. */
+  entries?: CrlEntrySpec[];
+  /** An empty revokedCertificates SEQUENCE when there are no entries (`empty_revoked_certificates`). */
+  emptyRevokedCertificates?: boolean;
 }
 
 export interface CrlCa {
@@ -125,7 +129,7 @@ export async function startCrlCa(opts: { cn?: string } = {}): Promise<CrlCa> {
     route,
     crl(o: IssueOptions): Buffer {
       const thisUpdate = o.thisUpdate ?? new Date(Date.now() - 60_000);
-      const entries: CrlEntrySpec[] = (o.revoked ?? []).map((serial) => ({ serial, date: thisUpdate, reason: 1 }));
+      const entries: CrlEntrySpec[] = o.entries ?? (o.revoked ?? []).map((serial) => ({ serial, date: thisUpdate, reason: 1 }));
       return crl({
         issuer: issuerName,
         signer: o.wrongKey ? wrong : key,
@@ -133,6 +137,7 @@ export async function startCrlCa(opts: { cn?: string } = {}): Promise<CrlCa> {
         nextUpdate: o.nextUpdate === undefined ? new Date(thisUpdate.getTime() + 7 * 86400_000) : o.nextUpdate,
         entries,
         crlNumber: o.crlNumber,
+        emptyRevokedCertificates: o.emptyRevokedCertificates,
       });
     },
     close: () =>

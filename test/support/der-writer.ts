@@ -135,6 +135,8 @@ export interface CrlSpec {
   deltaBase?: number;
   /** IssuingDistributionPoint content (inside the SEQUENCE). */
   idp?: Buffer[];
+  /** Encode revokedCertificates as an empty SEQUENCE when there are no entries (RFC 5280 §5.1.2.6 forbids it). */
+  emptyRevokedCertificates?: boolean;
 }
 
 export function crl(s: CrlSpec): Buffer {
@@ -152,7 +154,7 @@ export function crl(s: CrlSpec): Buffer {
     s.issuer,
     time(s.thisUpdate),
     ...(s.nextUpdate ? [time(s.nextUpdate)] : []),
-    ...(entries.length ? [seq(...entries)] : []),
+    ...(entries.length || s.emptyRevokedCertificates ? [seq(...entries)] : []),
     ...(exts.length ? [ctx(0, true, seq(...exts))] : []),
   );
   return signed(tbs, s.signer.privateKey);

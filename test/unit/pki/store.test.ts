@@ -145,7 +145,11 @@ describe('RevocationStore', () => {
     assert.ok(s.status === 'stale' && s.crl.cRLNumber === '40');
     assert.equal(store.check(revoked, interCa).status, 'revoked');
     const rep2 = await store.loadPaths([d]);
-    assert.equal(rep2.stale.length, 1, 'an expired CRL is accepted and reported stale');
+    assert.equal(rep2.stale.length, 1, 'an expired CRL with nothing current in its scope is kept and reported stale');
+    // …and judged as at any other time: refused as `expired` (marked kept), not accepted as current.
+    assert.deepEqual(rep2.refused.map((r) => [r.code, r.kept]), [['expired', true]]);
+    assert.equal(rep2.accepted.length, 0);
+    assert.deepEqual(store.status().stale.map((c) => c.cRLNumber), ['40']);
 
     const pyDelta = fs.readFileSync(pki.crl('intermediate', { crlNumber: 41, extraExtensions: ['2.5.29.27=critical,ASN1:INTEGER:40'] }));
     fs.writeFileSync(path.join(d, 'i.crl'), pyDelta);
