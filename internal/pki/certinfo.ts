@@ -111,6 +111,13 @@ const ID_CE_FRESHEST_CRL = 46;
 const KNOWN_CE = new Set([14, 15, 17, 18, 19, 30, 31, 32, 33, 35, 36, 37, 46, 54]);
 
 const cache = new WeakMap<X509Certificate, CertInfo>();
+/**
+ * Parsed certificates by DER, most recently used last: a server sends the same chain on every
+ * connection, and parsing it (X509Certificate + the DER walk) cost more per handshake than the
+ * rest of the chain check. Bounded; CertInfo objects are never mutated.
+ */
+const byDer = new Map<string, CertInfo>();
+const BY_DER_MAX = 4096;
 
 /**
  * Parse a certificate. Accepts DER, or an X509Certificate (results are cached per object).
@@ -120,7 +127,23 @@ export function certInfo(input: Buffer | X509Certificate): CertInfo {
   if (input instanceof X509Certificate) {
     const hit = cache.get(input);
     if (hit) return hit;
+  } else {
+    const key = input.toString('latin1');
+    const hit = byDer.get(key);
+    if (hit) {
+      byDer.delete(key);
+      byDer.set(key, hit);
+      return hit;
+    }
+    const info = parseCertInfo(input);
+    byDer.set(key, info);
+    if (byDer.size > BY_DER_MAX) byDer.delete(byDer.keys().next().value!);
+    return info;
   }
+  return parseCertInfo(input);
+}
+
+function parseCertInfo(input: Buffer | X509Certificate): CertInfo {
   const x509 = input instanceof X509Certificate ? input : new X509Certificate(input);
   const der = x509.raw;
   const r = new BoundedReader(der);

@@ -311,6 +311,10 @@ function safeKey(c: CertInfo): KeyObject | null {
  * Returns the parameters to pass on (the key's own, or the inherited ones).
  */
 function publicKeyOf(c: CertInfo, inherited: Buffer | null): { key: KeyObject; params: Buffer | null } {
+  // A certificate's own key is made once (CertInfo objects are cached and shared): making a
+  // KeyObject per certificate per handshake was the chain check's largest cost.
+  const cached = ownKeys.get(c);
+  if (cached) return cached;
   const r = new BoundedReader(c.spkiDer);
   const spki = enter(r, Tag.SEQUENCE, 'SubjectPublicKeyInfo');
   const alg = enter(spki, Tag.SEQUENCE, 'algorithm');
@@ -324,8 +328,14 @@ function publicKeyOf(c: CertInfo, inherited: Buffer | null): { key: KeyObject; p
     return { key, params: inherited };
   }
   const key = crypto.createPublicKey({ key: c.spkiDer, format: 'der', type: 'spki' });
-  return { key, params: oid.equals(OID_DSA) ? params : null };
+  const own = { key, params: oid.equals(OID_DSA) ? params : null };
+  ownKeys.set(c, own);
+  return own;
 }
+
+const ownKeys = new WeakMap<CertInfo, { key: KeyObject; params: Buffer | null }>();
+/** Signature results by signed TBS bytes and key: a chain verifies once, not on every handshake. */
+const signatures = new WeakMap<Buffer, WeakMap<KeyObject, true | string>>();
 
 function der(tag: number, content: Buffer): Buffer {
   const len = content.length;
@@ -338,6 +348,16 @@ function seq(content: Buffer): Buffer {
 
 /** true, or why not. */
 function verifySignature(tbs: Buffer, algId: { oid: string; params: Buffer | null }, sig: Buffer, key: KeyObject): true | string {
+  let byKey = signatures.get(tbs);
+  const hit = byKey?.get(key);
+  if (hit !== undefined) return hit;
+  const result = verifyUncached(tbs, algId, sig, key);
+  if (!byKey) signatures.set(tbs, (byKey = new WeakMap()));
+  byKey.set(key, result);
+  return result;
+}
+
+function verifyUncached(tbs: Buffer, algId: { oid: string; params: Buffer | null }, sig: Buffer, key: KeyObject): true | string {
   let alg: ResolvedAlgorithm;
   try {
     alg = resolveSignatureAlgorithm(algId);
