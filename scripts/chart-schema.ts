@@ -138,6 +138,7 @@ export function chartValuesSchema(): Schema {
       securityContext: k8s('Container securityContext of every component.'),
       processor: obj({
         replicas: int('Processor replicas (without autoscaling).', 1, 1000),
+        workers: int('Worker processes per processor pod (config workers); raise with the CPU limit.', 1, 64),
         autoscaling: obj({
           enabled: bool('Create a HorizontalPodAutoscaler.'),
           minReplicas: int('HPA minReplicas.', 1, 1000),

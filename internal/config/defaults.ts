@@ -20,6 +20,7 @@ export function defaultConfig(): ConfigDefaults {
   return {
     listen: { connect: '127.0.0.1:3128', sni: null, sniUpstreamPort: 443 },
     admin: '127.0.0.1:9090',
+    workers: 'auto',
     leaf: { validityHours: 24, cacheSize: 1000 },
     trust: { caFiles: [], systemRoots: false },
     revocation: { crlPaths: [], crlSigners: [], clockSkewSeconds: 300, watch: true },

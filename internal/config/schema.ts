@@ -108,6 +108,7 @@ export const configSchema = {
   required: [
     'listen',
     'admin',
+    'workers',
     'interceptionCA',
     'leaf',
     'trust',
@@ -133,6 +134,7 @@ export const configSchema = {
       },
     },
     admin: nullableHostPort,
+    workers: { oneOf: [{ type: 'integer', minimum: 1, maximum: 256 }, { const: 'auto' }] },
     interceptionCA: {
       type: 'object',
       additionalProperties: false,

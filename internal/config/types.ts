@@ -72,6 +72,12 @@ export interface Config {
   };
   /** Admin HTTP listener `host:port` for /metrics, /healthz, /readyz; null disables it. */
   admin: string | null;
+  /**
+   * Processes that take connections (`run`, `serve-extproc`): `auto` = one per CPU
+   * (`os.availableParallelism()`), like HAProxy's `nbthread`. Above 1, a primary process serves
+   * the admin port, writes the log and restarts workers (cmd/ca-proxy/workers.ts).
+   */
+  workers: number | 'auto';
   /** The interception CA that signs minted leaves (PEM files). */
   interceptionCA: { cert: string; key: string };
   leaf: { validityHours: number; cacheSize: number };

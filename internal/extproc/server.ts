@@ -29,6 +29,11 @@ export interface ExtProcServerOptions extends Partial<StreamOptions> {
   tls?: ExtProcTls | null;
   /** Readiness for the health service (e.g. a usable CRL set is loaded). */
   ready?: () => boolean;
+  /**
+   * The listener is shared with sibling worker processes (node:cluster): the primary has claimed
+   * a Unix socket path already (`claimUnixSocket`), so its being in use is expected.
+   */
+  sharedListener?: boolean;
 }
 
 export interface ExtProcServer {
@@ -112,13 +117,8 @@ export async function startExtProcServer(ctx: EngineContext, opts: ExtProcServer
       )
     : grpc.ServerCredentials.createInsecure();
 
-  const socketPath = opts.listen.startsWith('unix:') ? opts.listen.slice('unix:'.length).replace(/^\/\/(?=\/)/, '') : null;
-  if (socketPath && fs.existsSync(socketPath) && fs.statSync(socketPath).isSocket()) {
-    // A socket file left by a killed process would make the bind fail; one a live process
-    // answers on must not be taken over (that process would be cut off from Envoy).
-    if (await socketAnswers(socketPath)) throw new Error(`extproc listen ${opts.listen}: in use by another process`);
-    fs.unlinkSync(socketPath);
-  }
+  const socketPath = unixSocketPath(opts.listen);
+  if (!opts.sharedListener) await claimUnixSocket(opts.listen);
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(opts.listen, credentials, (err, p) => (err ? reject(new Error(`extproc listen ${opts.listen}: ${err.message}`)) : resolve(p))),
   );
@@ -160,6 +160,23 @@ function definedOnly(o: Partial<StreamOptions>): Partial<StreamOptions> {
   }
   if (o.onStreamError) out.onStreamError = o.onStreamError;
   return out as Partial<StreamOptions>;
+}
+
+function unixSocketPath(listen: string): string | null {
+  return listen.startsWith('unix:') ? listen.slice('unix:'.length).replace(/^\/\/(?=\/)/, '') : null;
+}
+
+/**
+ * Makes a `unix:` listen address bindable: a socket file left by a killed process would make the
+ * bind fail, so it is removed; one a live process answers on must not be taken over (that
+ * process would be cut off from Envoy). A `host:port` address is left alone.
+ * @throws Error `extproc listen ADDRESS: in use by another process`
+ */
+export async function claimUnixSocket(listen: string): Promise<void> {
+  const socketPath = unixSocketPath(listen);
+  if (!socketPath || !fs.existsSync(socketPath) || !fs.statSync(socketPath).isSocket()) return;
+  if (await socketAnswers(socketPath)) throw new Error(`extproc listen ${listen}: in use by another process`);
+  fs.unlinkSync(socketPath);
 }
 
 /** Whether something accepts connections on the Unix socket at `p`. */

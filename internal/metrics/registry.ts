@@ -80,24 +80,32 @@ export function createMetrics(): Metrics {
       name: 'ca_proxy_crl_entries',
       help: 'Entries (revoked certificates) in the accepted CRLs, by CRL issuer.',
       labelNames: ['issuer'] as const,
+      // Every worker holds the same CRLs: across workers (cmd/ca-proxy/workers.ts) one value, not a sum.
+      aggregator: 'max',
       registers,
     }),
     crlNextUpdate: new Gauge({
       name: 'ca_proxy_crl_next_update_timestamp_seconds',
       help: 'Earliest nextUpdate of the accepted CRLs, by CRL issuer, Unix time in seconds.',
       labelNames: ['issuer'] as const,
+      // Across workers, the earliest (what an alert must see).
+      aggregator: 'min',
       registers,
     }),
     crlThisUpdate: new Gauge({
       name: 'ca_proxy_crl_this_update_timestamp_seconds',
       help: 'Latest thisUpdate of the accepted CRLs, by CRL issuer, Unix time in seconds.',
       labelNames: ['issuer'] as const,
+      // Across workers, the oldest CRL any worker still uses.
+      aggregator: 'min',
       registers,
     }),
     crlReloads: new Counter({
       name: 'ca_proxy_crl_reloads_total',
       help: 'CRLs offered to the revocation store, by result (accepted|refused).',
       labelNames: ['result'] as const,
+      // Every worker offers the same CRLs to its own store: count them once.
+      aggregator: 'max',
       registers,
     }),
     activeConnections: new Gauge({

@@ -37,7 +37,7 @@
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { X509Certificate } from 'node:crypto';
+import { createHash, type X509Certificate } from 'node:crypto';
 import { X509Certificate as X509 } from 'node:crypto';
 import { certInfo, formatName, type CertInfo } from './certinfo';
 import type { ParsedCrl } from './crl';
@@ -78,6 +78,8 @@ export interface LoadReport {
   stale: CrlInfo[];
   /** CRLs kept although the file they came from is gone (see the file docstring). */
   retained: CrlInfo[];
+  /** The gate (see `gate`) held this load back: nothing changed. */
+  held?: boolean;
 }
 
 export interface WatchOptions {
@@ -115,6 +117,7 @@ export class RevocationStore extends EventEmitter {
   private chain: Promise<unknown> = Promise.resolve();
   private watchers: (() => void)[] = [];
   private readonly included: string[] = [];
+  private gateFn: ((digest: string) => Promise<boolean>) | null = null;
 
   constructor(opts: RevocationStoreOptions) {
     super();
@@ -164,6 +167,17 @@ export class RevocationStore extends EventEmitter {
    */
   include(paths: string[]): void {
     for (const p of paths) if (!this.included.includes(p)) this.included.push(p);
+  }
+
+  /**
+   * Makes every later load ask `fn` before it swaps its new set in, passing a digest of that set
+   * (the active CRLs' scopes and SHA-256s, in order). Answering false holds the load back whole:
+   * the set, the rollback guard and the metrics stay as they were, no `'reload'` is emitted, and
+   * the load resolves with `held: true`. With several workers this is the barrier that makes a
+   * reload reach all of them together (cmd/ca-proxy/workers.ts).
+   */
+  gate(fn: ((digest: string) => Promise<boolean>) | null): void {
+    this.gateFn = fn;
   }
 
   private async load(given: string[]): Promise<LoadReport> {
@@ -248,6 +262,9 @@ export class RevocationStore extends EventEmitter {
       if (byScope.has(scope)) continue;
       byScope.set(scope, a);
       if (!present.has(a.file)) retained.push(a.info);
+    }
+    if (this.gateFn && !(await this.gateFn(stateDigest(byScope)))) {
+      return { accepted: [], refused: [], stale: [], retained: [], held: true };
     }
     for (const c of byScope.values()) {
       const hw = this.highWater.get(c.slot);
@@ -395,6 +412,12 @@ export class RevocationStore extends EventEmitter {
   close(): void {
     for (const stop of [...this.watchers]) stop();
   }
+}
+
+/** The set as one string: equal digests mean the same CRLs in the same scopes. */
+function stateDigest(byScope: Map<string, ActiveCrl>): string {
+  const lines = [...byScope].map(([scope, c]) => `${scope}=${c.info.sha256}`).sort();
+  return createHash('sha256').update(lines.join('\n')).digest('hex');
 }
 
 function newer(a: ActiveCrl, b: ActiveCrl): boolean {

@@ -45,7 +45,8 @@ async function spawnProcessor(name: string): Promise<Child> {
   const socket = path.join(w.dir, `${name}.sock`);
   const cfg = worldConfig(w);
   const file = path.join(w.dir, `${name}.yaml`);
-  fs.writeFileSync(file, YAML.stringify({ ...cfg, listen: { connect: '127.0.0.1:0', sni: null, sniUpstreamPort: 443 }, extproc: { ...cfg.extproc, listen: `unix:${socket}`, shutdownDeadlineMs: 3000 } }));
+  // One process: SIGKILL must hit the process that holds the streams (workers.test.ts covers several).
+  fs.writeFileSync(file, YAML.stringify({ ...cfg, workers: 1, listen: { connect: '127.0.0.1:0', sni: null, sniUpstreamPort: 443 }, extproc: { ...cfg.extproc, listen: `unix:${socket}`, shutdownDeadlineMs: 3000 } }));
   const proc = spawn(process.execPath, [path.join(repoRoot(), 'dist/cmd/ca-proxy/main.js'), 'serve-extproc', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   proc.stderr!.on('data', (d) => (err += d));

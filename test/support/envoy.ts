@@ -83,7 +83,8 @@ export class EnvoyStandIn {
 
   private constructor(private readonly opts: StandInOptions) {
     const { extProc } = loadProtos();
-    this.client = new extProc(opts.target, opts.credentials ?? grpc.credentials.createInsecure());
+    // Each stand-in is one Envoy with a connection of its own (grpc-js would share one across clients).
+    this.client = new extProc(opts.target, opts.credentials ?? grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
     this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => this.accept(s));
   }
 

@@ -195,6 +195,40 @@ describe('RevocationStore', () => {
     assert.equal(store.check(good, interCa).status, 'good');
   });
 
+  test('gate: a held load changes nothing (set, rollback guard, no reload event); a passed one swaps; equal sets give equal digests', async () => {
+    const d = fresh();
+    fs.copyFileSync(pki.crl('intermediate', { crlNumber: 80 }), path.join(d, 'i.crl'));
+    const store = newStore();
+    await store.loadPaths([d]);
+    const digests: string[] = [];
+    let answer = false;
+    store.gate(async (digest) => {
+      digests.push(digest);
+      return answer;
+    });
+    const events: LoadReport[] = [];
+    store.on('reload', (r: LoadReport) => events.push(r));
+    fs.copyFileSync(pki.crl('intermediate', { crlNumber: 81 }), path.join(d, 'i.crl'));
+    const held = await store.loadPaths([d]);
+    assert.equal(held.held, true);
+    assert.deepEqual(events, []);
+    assert.equal(store.snapshot()[0]?.cRLNumber, '80');
+    answer = true;
+    const again = await store.loadPaths([d]);
+    assert.equal(again.held, undefined);
+    assert.equal(store.snapshot()[0]?.cRLNumber, '81');
+    assert.equal(events.length, 1);
+    assert.equal(digests.length, 2);
+    assert.equal(digests[0], digests[1], 'the same files give the same digest');
+    assert.match(digests[0]!, /^[0-9a-f]{64}$/);
+    // Another store reading the same files computes the same digest (what the workers compare).
+    const other = newStore();
+    let seen = '';
+    other.gate(async (digest) => ((seen = digest), true));
+    await other.loadPaths([d]);
+    assert.equal(seen, digests[1]);
+  });
+
   test('large files go through the worker with the same results', async () => {
     const d = fresh();
     const der = fs.readFileSync(pki.crl('intermediate', { crlNumber: 60 }));

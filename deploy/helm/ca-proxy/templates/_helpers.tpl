@@ -118,6 +118,8 @@ tests load every rendered one. Layouts (where the files are mounted):
 {{- end -}}
 {{- end -}}
 {{- $_ := set $cfg "identities" $ids -}}
+{{- /* One process per sidecar; the central processor's count is a value (auto would count the node's CPUs, not the pod's limit). */ -}}
+{{- $_ := set $cfg "workers" (ternary 1 (int $root.Values.processor.workers) $sidecar) -}}
 {{- if $root.Values.workloadCA }}{{ $_ := set $cfg "workloadCA" (list (printf "%s/workload-ca.pem" $trustDir)) }}{{ end -}}
 {{- with $root.Values.limits }}{{ $_ := set $cfg "limits" . }}{{ end -}}
 {{- with $root.Values.leaf }}{{ $_ := set $cfg "leaf" . }}{{ end -}}
