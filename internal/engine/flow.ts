@@ -7,7 +7,7 @@ import type { ChainResult } from '../pki/chain';
 import type { Decision } from './decision';
 import { chainReason } from './pki-reasons';
 import { Reason, type ReasonCode } from './reasons';
-import type { Peer } from './session';
+import type { Peer } from './types';
 
 /** What the Session offers to a flow (intercept.ts, inspect.ts). */
 export interface FlowHost {

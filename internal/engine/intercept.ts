@@ -50,7 +50,7 @@ import { ServerFlightWatcher, type FlightEvent } from './server-flight';
 import { Wire, type PeerEnd } from './wire';
 import { alertFor, parseErrorAlert } from './alerts';
 import { cipherSuiteName } from './cipher-suites';
-import type { Peer } from './session';
+import type { Peer } from './types';
 
 /** What the Session offers to the intercept flow. */
 export interface InterceptHost extends FlowHost {

@@ -42,8 +42,10 @@ import { Inspect, type InspectHost } from './inspect';
 import { Reason, type ReasonCode } from './reasons';
 import { alertFor } from './alerts';
 import { errorText } from './errors';
+import type { Peer } from './types';
 
-export type Peer = 'workload' | 'server';
+export type { Peer } from './types';
+
 export type SessionState = 'AwaitClientHello' | 'Routing' | 'Connecting' | 'Intercepting' | 'Inspecting' | 'Passthrough' | 'Closed';
 
 const TRANSITIONS: Record<SessionState, readonly SessionState[]> = {
