@@ -120,8 +120,9 @@ export function hasAttributes(attributes: Record<string, StructValue> | null | u
 export function parseEndpoint(v: unknown): { address: string; port?: number } | undefined {
   if (typeof v !== 'string' || v.length > 64) return undefined;
   if (net.isIP(v)) return { address: v };
-  const m = /^\[([0-9a-fA-F:.]+)\]:(\d{1,5})$/.exec(v) ?? /^([0-9.]+):(\d{1,5})$/.exec(v);
-  if (!m || !net.isIP(m[1]!)) return undefined;
+  const v6 = /^\[([0-9a-fA-F:.]+)\]:(\d{1,5})$/.exec(v);
+  const m = v6 ?? /^([0-9.]+):(\d{1,5})$/.exec(v);
+  if (!m || net.isIP(m[1]!) !== (v6 ? 6 : 4)) return undefined;
   const port = parsePort(m[2]);
   return port === undefined ? { address: m[1]! } : { address: m[1]!, port };
 }
