@@ -109,6 +109,8 @@ export class ProcessStream {
   private envoyClosesStream = false;
   private closeStreamSent = false;
   private aborted = false;
+  /** The stream is over for ca-proxy (finished or aborted): the session's close needs no CLOSE. */
+  private over = false;
 
   constructor(
     ctx: EngineContext,
@@ -291,6 +293,7 @@ export class ProcessStream {
   }
 
   private onSessionClose(reset: boolean): void {
+    if (this.over) return; // destroyed because the stream ended: no request will come to carry a close
     const denied = this.session.decision?.outcome === 'deny';
     if (!reset && !denied) return; // both ends have passed through; Envoy closes the connection itself
     this.pendingClose = reset ? 'CLOSE_RST' : this.opts.closeMode;
@@ -349,6 +352,7 @@ export class ProcessStream {
   abort(code: grpc.status, details: string): void {
     if (this.aborted) return;
     this.aborted = true;
+    this.over = true;
     this.opts.onStreamError?.(details);
     this.session.destroy(`ext_proc stream error: ${details}`);
     this.clearBackstop();
@@ -357,6 +361,7 @@ export class ProcessStream {
   }
 
   private finish(detail: string): void {
+    this.over = true;
     this.clearBackstop();
     this.queue.length = 0;
     this.session.destroy(detail);
