@@ -68,6 +68,7 @@ export async function serveExtProcCommand(opts: ServeExtProcOptions): Promise<vo
       tls,
       closeMode: config.extproc.closeMode,
       defaultPort: config.extproc.defaultPort,
+      closeStream: config.extproc.closeStream,
       closeBackstopMs: config.limits.handshakeTimeoutMs,
       ready: () => rt.readiness().ready,
       sharedListener: !!link,

@@ -40,7 +40,7 @@ export function defaultConfig(): ConfigDefaults {
     defaults: { action: 'intercept', identity: null, revocation: 'hardFail', clientAuth: 'none', leafOnly: false, tls13: 'deny', minVersion: 'TLSv1.2' },
     rules: [],
     log: { level: 'info' },
-    extproc: { listen: '127.0.0.1:9901', tls: null, closeMode: 'CLOSE', shutdownDeadlineMs: 10000, defaultPort: 443 },
+    extproc: { listen: '127.0.0.1:9901', tls: null, closeMode: 'CLOSE', shutdownDeadlineMs: 10000, defaultPort: 443, closeStream: 'auto' },
     publisher: {
       sources: { urls: [], caFiles: [] },
       namespace: null,

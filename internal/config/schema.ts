@@ -404,7 +404,7 @@ export const configSchema = {
     extproc: {
       type: 'object',
       additionalProperties: false,
-      required: ['listen', 'tls', 'closeMode', 'shutdownDeadlineMs', 'defaultPort'],
+      required: ['listen', 'tls', 'closeMode', 'shutdownDeadlineMs', 'defaultPort', 'closeStream'],
       properties: {
         listen: {
           type: 'string',
@@ -420,6 +420,7 @@ export const configSchema = {
         closeMode: { enum: ['CLOSE', 'CLOSE_RST'] },
         shutdownDeadlineMs: { type: 'integer', minimum: 0, maximum: 600_000 },
         defaultPort: port,
+        closeStream: { enum: ['never', 'auto', 'always'] },
       },
     },
   },

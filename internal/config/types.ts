@@ -207,8 +207,14 @@ export interface ExtProcConfig {
   closeMode: 'CLOSE' | 'CLOSE_RST';
   /** On SIGTERM, how long open streams may finish before they are cancelled, milliseconds. */
   shutdownDeadlineMs: number;
-  /** Destination port when Envoy does not name one (request header `x-ca-proxy-destination-port`). */
+  /** Destination port when Envoy names none (no `destination.port` connection attribute, no `x-ca-proxy-destination-port` header). */
   defaultPort: number;
+  /**
+   * When to send `close_stream_to_ext_proc_server` (Envoy ≥ 1.39) once a `passthrough` or
+   * `inspect` allow needs no more bytes: `never`, `auto` (when the stream's first request carries
+   * `attributes`, i.e. Envoy ≥ 1.40), `always`. docs/extproc.md says when it is safe.
+   */
+  closeStream: 'never' | 'auto' | 'always';
 }
 
 /** Compute resources of one added container (core/v1 ResourceRequirements; quantities as Kubernetes writes them). */

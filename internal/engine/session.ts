@@ -169,12 +169,23 @@ export class Session extends EventEmitter implements InterceptHost, InspectHost 
     }
   }
 
-  /** Updates what the front door knows of the destination before the ClientHello is routed (Envoy 1.40 sends it in the first request). */
-  setDestination(dest: { address?: string; port?: number }): void {
+  /**
+   * Updates what the front door knows of the destination before the ClientHello is routed (Envoy
+   * 1.40 sends it in the first request). `address` and `port` route the connection; `sni` (what
+   * Envoy's tls_inspector read) is only reported until the ClientHello's own server_name replaces
+   * it. Ignored once routing has begun.
+   */
+  setDestination(dest: { address?: string; port?: number; sni?: string }): void {
     if (this.state !== 'AwaitClientHello') return;
     if (dest.address !== undefined) this.init.destination.address = dest.address;
     if (dest.port !== undefined) this.init.destination.port = dest.port;
     this.partial.destination = { ...this.partial.destination, ...dest };
+  }
+
+  /** Adds what the front door learnt of the source (address, port, pod) before the decision; ignored after it. */
+  setSource(src: Decision['source']): void {
+    if (this.decision) return;
+    this.partial.source = { ...this.partial.source, ...src };
   }
 
   /** Everything queued for `to`, and whether a FIN follows it. */

@@ -4,7 +4,9 @@
  *
  * Placement (DESIGN.md): plaintext on a Unix socket or loopback for the sidecar; TLS with
  * client-certificate verification for a central processor. Shutdown stops accepting new streams,
- * lets open streams finish until a deadline, then cancels what is left.
+ * lets open streams finish until a deadline, then ends what is left with UNAVAILABLE — an error
+ * status, never OK nor a bare reset: a stream that ends OK makes Envoy pass the rest of its
+ * connection unchecked, while an error makes a fail-closed filter close it (DESIGN.md).
  */
 import fs from 'node:fs';
 import net from 'node:net';
@@ -45,10 +47,14 @@ export interface ExtProcServer {
   streams(): number;
   /**
    * Stops accepting streams (health turns NOT_SERVING), waits up to `deadlineMs` for open streams
-   * to finish, then cancels the rest.
+   * to finish, then ends the rest with status UNAVAILABLE and closes the server once their
+   * status has gone out (at most `FORCE_AFTER_ABORT_MS` later).
    */
   close(deadlineMs?: number): Promise<void>;
 }
+
+/** After the shutdown deadline's UNAVAILABLE statuses, how long they may take to reach Envoy before the connections are dropped, ms. */
+const FORCE_AFTER_ABORT_MS = 1000;
 
 type HealthStatus = 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
 
@@ -136,18 +142,28 @@ export async function startExtProcServer(ctx: EngineContext, opts: ExtProcServer
         shuttingDown = true;
         pushHealth();
         clearInterval(healthTimer);
-        const t = setTimeout(() => {
-          server.forceShutdown();
-          for (const w of watchers) w.call.end();
+        let force: NodeJS.Timeout | undefined;
+        let finished = false;
+        const finish = () => {
+          if (finished) return;
+          finished = true;
+          clearTimeout(deadline);
+          clearTimeout(force);
           resolve();
+        };
+        const deadline = setTimeout(() => {
+          for (const s of [...open]) s.abort(grpc.status.UNAVAILABLE, `ca-proxy is shutting down: stream still open at the ${deadlineMs} ms shutdown deadline`);
+          // The statuses normally let tryShutdown finish; a peer that stopped reading cannot hold it.
+          force = setTimeout(() => {
+            server.forceShutdown();
+            finish();
+          }, FORCE_AFTER_ABORT_MS);
+          force.unref();
         }, deadlineMs);
-        t.unref();
+        deadline.unref();
         for (const w of watchers) w.call.end();
         watchers.clear();
-        server.tryShutdown(() => {
-          clearTimeout(t);
-          resolve();
-        });
+        server.tryShutdown(finish);
       }),
   };
 }

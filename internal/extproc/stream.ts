@@ -17,25 +17,41 @@
  *   comes to carry it within `closeBackstopMs`, the stream ends with an error status, which makes
  *   a fail-closed filter (`failure_mode_allow: false`) close the connection.
  * - The decision goes back once, as `dynamic_metadata` under the namespace `ca_proxy`.
+ * - What the decision knows of the connection (connection-info.ts): the pod from the stream's
+ *   initial metadata at once; addresses, port and SNI from the first request's `attributes`
+ *   (Envoy 1.40), set on the Session before that request is fed, so the ClientHello is routed
+ *   to the real destination port; without attributes, the headers, then `defaultPort`.
+ * - Never an OK end while the connection is open: Envoy would stop processing and pass the rest
+ *   unchecked (DESIGN.md). The stream ends OK only after a CLOSE/CLOSE_RST has been written,
+ *   after Envoy ended its side, or after `close_stream_to_ext_proc_server`; every other end is
+ *   an error status (`abort()`: ABORTED for a close no request carried, UNAVAILABLE at shutdown).
+ * - `close_stream_to_ext_proc_server` (Envoy ≥ 1.39) once the decision needs no more bytes (see
+ *   `closeStream`).
  * - Backpressure: while `maxQueuedRequests` requests wait, the call is paused (HTTP/2 flow
  *   control then stops Envoy); while a response cannot be written, no further request is handled.
  */
 import * as grpc from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
-import net from 'node:net';
 import { Session, type Peer } from '../engine/session';
 import type { EngineContext } from '../engine/context';
 import type { Decision } from '../engine/decision';
+import { Reason } from '../engine/reasons';
 import { toStruct, type ConnectionStatus, type ProcessingRequest, type ProcessingResponse, type StructValue } from './protos';
+import { connectionAttributes, hasAttributes, headerDestination, podIdentity } from './connection-info';
 
 export type ProcessCall = grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>;
 
 /** The dynamic metadata namespace ca-proxy writes (DESIGN.md). */
 export const METADATA_NAMESPACE = 'ca_proxy';
 
-/** gRPC request headers (Envoy `grpc_service.initial_metadata`) naming the original destination. */
-export const DESTINATION_PORT_HEADER = 'x-ca-proxy-destination-port';
-export const DESTINATION_ADDRESS_HEADER = 'x-ca-proxy-destination-address';
+export { DESTINATION_PORT_HEADER, DESTINATION_ADDRESS_HEADER } from './connection-info';
+
+/**
+ * When to set `close_stream_to_ext_proc_server` (Envoy ≥ 1.39; older Envoy ignores the field and
+ * keeps streaming, which is harmless): `never`; `auto` — when the stream shows an Envoy that
+ * honours it (its first request carried `attributes`, which only 1.40 sends); `always`.
+ */
+export type CloseStreamMode = 'never' | 'auto' | 'always';
 
 export interface StreamOptions {
   /** How a denied connection is closed: FIN (`CLOSE`) or RST (`CLOSE_RST`). */
@@ -48,8 +64,14 @@ export interface StreamOptions {
   handshakeWaitMs: number;
   /** Requests read ahead before the call is paused. */
   maxQueuedRequests: number;
-  /** Set `close_stream_to_ext_proc_server` once a passthrough decision leaves nothing to process (Envoy ≥ 1.39 honours it). */
-  closeStreamAfterPassthrough: boolean;
+  /**
+   * `close_stream_to_ext_proc_server` once the decision needs no more bytes: a `passthrough`
+   * allow, or an `inspect` allow (both directions past ChangeCipherSpec), with nothing queued
+   * and no request waiting. Later bytes bypass ca-proxy; bytes Envoy already sent on the stream
+   * are lost, so only peers that wait for this answer are safe: true for these points of a TLS
+   * handshake, not for a client that sends 0-RTT data or uses TLS False Start (docs/extproc.md).
+   */
+  closeStream: CloseStreamMode;
   /** A stream ended with an error status (bad request, backstop); for logs. */
   onStreamError?: (detail: string) => void;
 }
@@ -60,7 +82,7 @@ export const DEFAULT_STREAM_OPTIONS: StreamOptions = {
   closeBackstopMs: 10_000,
   handshakeWaitMs: 100,
   maxQueuedRequests: 16,
-  closeStreamAfterPassthrough: false,
+  closeStream: 'never',
 };
 
 type Direction = 'read_data' | 'write_data';
@@ -81,6 +103,14 @@ export class ProcessStream {
   private backstop: NodeJS.Timeout | null = null;
   private metadataPending: Decision | null = null;
   private paused = false;
+  /** The first request has been seen (its attributes applied). */
+  private first = true;
+  /** Envoy showed it honours close_stream_to_ext_proc_server. */
+  private envoyClosesStream = false;
+  private closeStreamSent = false;
+  private aborted = false;
+  /** The stream is over for ca-proxy (finished or aborted): the session's close needs no CLOSE. */
+  private over = false;
 
   constructor(
     ctx: EngineContext,
@@ -89,13 +119,12 @@ export class ProcessStream {
     onDone?: () => void,
   ) {
     const md = call.metadata;
-    const portText = headerValue(md, DESTINATION_PORT_HEADER);
-    const port = portText && /^\d{1,5}$/.test(portText) && Number(portText) <= 65535 ? Number(portText) : opts.defaultPort;
-    const address = headerValue(md, DESTINATION_ADDRESS_HEADER);
+    const fromHeaders = headerDestination(md);
     this.session = new Session(ctx, {
       connectionId: randomUUID(),
-      source: {},
-      destination: { address: address && net.isIP(address) ? address : undefined, port },
+      source: podIdentity(md),
+      // The fallback until the first request's attributes (if any) replace it.
+      destination: { address: fromHeaders.address, port: fromHeaders.port ?? opts.defaultPort },
       // Each request is answered with what its bytes caused (Envoy's per-direction lockstep).
       lockstep: true,
       // Behind Envoy the upstream connection already exists (tcp_proxy to ORIGINAL_DST).
@@ -115,7 +144,8 @@ export class ProcessStream {
       void this.pump();
     });
     call.on('end', () => {
-      // Envoy closed its side (the connection is gone): answer what was asked, then finish.
+      // Envoy closed its side (the connection is gone, or it honoured close_stream): answer what
+      // was asked, then finish.
       this.ended = true;
       void this.pump();
     });
@@ -141,19 +171,45 @@ export class ProcessStream {
         }
         const err = checkRequest(req);
         if (err) {
-          this.failStream(grpc.status.INVALID_ARGUMENT, err);
+          this.abort(grpc.status.INVALID_ARGUMENT, err);
           return;
         }
+        if (this.first) this.applyFirstRequest(req);
         const ok = await this.handle(req.read_data ? 'read_data' : 'write_data', req);
+        // After a CLOSE the stream has ended: later requests have nothing to answer.
+        if (this.closeSent) {
+          this.queue.length = 0;
+          break;
+        }
         if (!ok) await new Promise<void>((r) => this.call.once('drain', r));
       }
-      if (this.ended && !this.queue.length && !this.call.destroyed) {
-        this.finish('Envoy ended the ext_proc stream');
+      if (this.ended && !this.queue.length && !this.call.destroyed && !this.closeSent) {
+        // Envoy has stopped processing this connection: an OK end changes nothing.
+        this.finish(this.closeStreamSent ? 'close_stream_to_ext_proc_server: the rest of the connection bypasses ca-proxy' : 'Envoy ended the ext_proc stream');
         this.call.end();
       }
     } finally {
       this.running = false;
     }
+  }
+
+  /**
+   * The first request, before its bytes are fed: its connection attributes (Envoy 1.40) name the
+   * source and the real destination; the Session has not been routed yet, so the ClientHello in
+   * these bytes is routed to that port. Malformed values were dropped by connectionAttributes().
+   */
+  private applyFirstRequest(req: ProcessingRequest): void {
+    this.first = false;
+    this.envoyClosesStream = hasAttributes(req.attributes);
+    const attrs = connectionAttributes(req.attributes);
+    if (!attrs) return;
+    if (attrs.source.address !== undefined) this.session.setSource(attrs.source);
+    const d = attrs.destination;
+    this.session.setDestination({
+      ...(d.address !== undefined ? { address: d.address } : {}),
+      ...(d.port !== undefined ? { port: d.port } : {}),
+      ...(d.sni !== undefined ? { sni: d.sni } : {}),
+    });
   }
 
   /** Feeds one request and writes its answer; returns false when the call wants a 'drain'. */
@@ -194,17 +250,30 @@ export class ProcessStream {
     }
     if (this.metadataPending) {
       res.dynamic_metadata = decisionMetadata(this.metadataPending);
-      if (this.opts.closeStreamAfterPassthrough && this.metadataPending.reason === 'passthrough' && !this.queue.length && !this.session.hasOutput('workload') && !this.session.hasOutput('server')) {
-        res.close_stream_to_ext_proc_server = true;
-      }
       this.metadataPending = null;
+    }
+    if (!this.closeSent && this.needsNoMoreBytes()) {
+      res.close_stream_to_ext_proc_server = true;
+      this.closeStreamSent = true;
     }
     const ok = this.call.write(res);
     if (this.closeSent) {
-      // The connection is closing; nothing more will be processed on this stream.
+      // Written after the CLOSE response, so Envoy is already closing the connection when it
+      // sees the OK end (HTTP/2 keeps the order of a stream's frames).
       this.call.end();
     }
     return ok;
+  }
+
+  /** The decision is an allow that relays the rest unread, and this answer carries everything owed. */
+  private needsNoMoreBytes(): boolean {
+    if (this.closeStreamSent || this.pendingClose) return false;
+    if (this.opts.closeStream === 'never' || (this.opts.closeStream === 'auto' && !this.envoyClosesStream)) return false;
+    const d = this.session.decision;
+    if (!d || d.outcome !== 'allow' || this.session.state !== 'Passthrough') return false;
+    // Not tls13_unchecked: that allow comes at the ServerHello, with the server's flight still arriving.
+    if (d.reason !== Reason.passthrough && d.reason !== Reason.ok) return false;
+    return !this.queue.length && !this.session.hasOutput('workload') && !this.session.hasOutput('server');
   }
 
   // ───────────────────────────── session events ─────────────────────────────
@@ -224,12 +293,13 @@ export class ProcessStream {
   }
 
   private onSessionClose(reset: boolean): void {
+    if (this.over) return; // destroyed because the stream ended: no request will come to carry a close
     const denied = this.session.decision?.outcome === 'deny';
     if (!reset && !denied) return; // both ends have passed through; Envoy closes the connection itself
     this.pendingClose = reset ? 'CLOSE_RST' : this.opts.closeMode;
     this.backstop = setTimeout(() => {
       this.backstop = null;
-      if (!this.closeSent) this.failStream(grpc.status.ABORTED, `ca-proxy closed the connection (${this.session.decision?.reason ?? 'closed'}) and no request arrived within ${this.opts.closeBackstopMs} ms to carry the close`);
+      if (!this.closeSent) this.abort(grpc.status.ABORTED, `ca-proxy closed the connection (${this.session.decision?.reason ?? 'closed'}) and no request arrived within ${this.opts.closeBackstopMs} ms to carry the close`);
     }, this.opts.closeBackstopMs);
     this.backstop.unref?.();
   }
@@ -274,14 +344,24 @@ export class ProcessStream {
     });
   }
 
-  private failStream(code: grpc.status, details: string): void {
+  /**
+   * Ends the stream with an error status (never OK: the connection may still be open), which a
+   * fail-closed filter turns into a closed connection. Used for protocol errors, the close
+   * backstop and the shutdown deadline (UNAVAILABLE).
+   */
+  abort(code: grpc.status, details: string): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.over = true;
     this.opts.onStreamError?.(details);
     this.session.destroy(`ext_proc stream error: ${details}`);
     this.clearBackstop();
+    this.queue.length = 0;
     if (!this.call.destroyed) this.call.emit('error', { code, details, metadata: new grpc.Metadata() });
   }
 
   private finish(detail: string): void {
+    this.over = true;
     this.clearBackstop();
     this.queue.length = 0;
     this.session.destroy(detail);
@@ -326,7 +406,3 @@ export function decisionMetadata(d: Decision): StructValue {
   return toStruct({ [METADATA_NAMESPACE]: flat });
 }
 
-function headerValue(md: grpc.Metadata, key: string): string | undefined {
-  const v = md.get(key)[0];
-  return typeof v === 'string' ? v.trim() : undefined;
-}

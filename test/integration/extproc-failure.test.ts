@@ -93,7 +93,7 @@ test('processor killed mid-connection, failure_mode_allow false: the stand-in cl
     await closed;
     await e.connections[0]!.done;
     assert.equal(e.connections[0]!.closedBy, 'failure');
-    assert.match(e.connections[0]!.failure ?? '', /stream failed|closed by the processor/);
+    assert.match(e.connections[0]!.failure ?? '', /stream failed/);
     assert.equal(e.connections[0]!.metadata.ca_proxy?.outcome, 'allow', 'the decision arrived before the kill');
     e.assertClean();
   } finally {

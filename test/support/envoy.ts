@@ -19,10 +19,17 @@
  *   counter negative and leak the connection).
  * - `connection_status` is applied *before* the response's data: `CLOSE` closes both sides with
  *   FIN, `CLOSE_RST` with RST, and the response's data is dropped; `CONTINUE` forwards it.
- * - `message_timeout` (default 200 ms) per request; a timeout, a stream error or a stream closed
- *   by the processor is a failure: with `failure_mode_allow: false` the connection is closed, with
- *   `true` later traffic passes unprocessed (bytes already drained into the stream are lost, as in
+ * - `message_timeout` (default 200 ms) per request; a timeout or a stream that ends with an error
+ *   status is a failure: with `failure_mode_allow: false` the connection is closed, with `true`
+ *   later traffic passes unprocessed (bytes already drained into the stream are lost, as in
  *   Envoy).
+ * - A stream the processor ends with status OK while the connection is open makes Envoy stop
+ *   processing: the rest of the connection passes unchecked, whatever `failure_mode_allow` says
+ *   (DESIGN.md). The stand-in does the same, records it (`okEndWhileOpen`) and `assertClean()`
+ *   fails the test: a security filter must never do that.
+ * - `connectionAttributes` (Envoy 1.40): the stream's first request carries
+ *   `attributes: {"envoy.filters.network.ext_proc": {source.address, destination.address,
+ *   destination.port, connection.requested_server_name}}`.
  * - `dynamic_metadata` is merged into the connection's metadata (what the access log would print).
  * - Optionally (`honourCloseStream`, Envoy ≥ 1.39) `close_stream_to_ext_proc_server` ends the
  *   stream and later bytes bypass the processor.
@@ -32,7 +39,9 @@
 import net from 'node:net';
 import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
-import { loadProtos, fromStruct, type ProcessingRequest, type ProcessingResponse } from '../../internal/extproc/protos';
+import { loadProtos, fromStruct, toStruct, type ProcessingRequest, type ProcessingResponse, type StructValue } from '../../internal/extproc/protos';
+import { ATTRIBUTES_FILTER_NAME } from '../../internal/extproc/connection-info';
+import { parseClientHello } from '../../internal/tls/handshake';
 import { createRuntime, type Runtime } from '../../cmd/ca-proxy/runtime';
 import { createLogger } from '../../internal/engine/report';
 import type { Config } from '../../internal/config/types';
@@ -50,6 +59,15 @@ export interface StandInOptions {
   /** `grpc_service.initial_metadata`: request headers on every stream. */
   initialMetadata?: Record<string, string>;
   honourCloseStream?: boolean;
+  /**
+   * Envoy 1.40 `connection_attributes` in the first request. `true`: `source.address` (the
+   * workload's socket), `destination.address`/`destination.port` (the upstream, standing in for
+   * the original destination), `connection.requested_server_name` (the SNI of the first read
+   * chunk, as tls_inspector reads it). An object: those values with its members merged over them
+   * (any JSON, malformed values included; a null member removes the attribute). Absent: none
+   * (Envoy before 1.40).
+   */
+  connectionAttributes?: boolean | Record<string, unknown>;
   /** Called per answered request: its direction, request→response time (ms) and request size (benchmarks). */
   onAnswer?: (dir: 'read' | 'write', ms: number, bytes: number) => void;
 }
@@ -68,8 +86,12 @@ export interface StandInConnection {
   closedBy: 'CLOSE' | 'CLOSE_RST' | 'failure' | 'peers' | null;
   /** Failure reason (message_timeout, stream error) if any. */
   failure: string | null;
-  /** Traffic passes unprocessed (failure_mode_allow after a failure, or a closed stream). */
+  /** Traffic passes unprocessed (failure_mode_allow after a failure, close_stream, or an OK end). */
   bypass: boolean;
+  /** The processor sent `close_stream_to_ext_proc_server` (honoured or not). */
+  closeStreamRequested: boolean;
+  /** The processor ended the stream with status OK while the connection was open: Envoy passes the rest unchecked. */
+  okEndWhileOpen: boolean;
   /** Resolves when both sockets are closed. */
   done: Promise<void>;
 }
@@ -100,9 +122,15 @@ export class EnvoyStandIn {
     return this.connections.flatMap((c) => c.violations.map((v) => `connection ${c.id}: ${v}`));
   }
 
-  /** Throws (fails the test) if any response broke Envoy's lockstep rules. */
+  /** Connections whose stream the processor ended OK while they were open (their rest went unchecked). */
+  okEnds(): number[] {
+    return this.connections.filter((c) => c.okEndWhileOpen).map((c) => c.id);
+  }
+
+  /** Throws (fails the test) if any response broke Envoy's lockstep rules, or any stream ended OK while its connection was open. */
   assertClean(): void {
     const v = this.violations();
+    for (const id of this.okEnds()) v.push(`connection ${id}: the processor ended the ext_proc stream with status OK while the connection was open; Envoy passes the rest of it unchecked`);
     if (v.length) throw new Error(`ext_proc protocol violations:\n  ${v.join('\n  ')}`);
   }
 
@@ -125,6 +153,8 @@ export class EnvoyStandIn {
       closedBy: null,
       failure: null,
       bypass: false,
+      closeStreamRequested: false,
+      okEndWhileOpen: false,
       done: new Promise<void>((r) => (resolveDone = r)),
     };
     this.connections.push(conn);
@@ -177,17 +207,34 @@ export class EnvoyStandIn {
       }
     };
 
+    /** Envoy's processing_complete: the stream is closed and the rest of the connection passes unprocessed. */
+    const stopProcessing = () => {
+      conn.bypass = true;
+      endStream();
+      down.resume();
+      up.resume();
+    };
+
     const fail = (reason: string) => {
       if (closed || conn.bypass) return;
       conn.failure = reason;
-      if (o.failureModeAllow) {
-        conn.bypass = true;
-        endStream();
-        down.resume();
-        up.resume();
-      } else {
-        closeConnection('failure');
-      }
+      if (o.failureModeAllow) stopProcessing();
+      else closeConnection('failure');
+    };
+
+    let attributesSent = false;
+    const firstAttributes = (dir: Dir, data: Buffer): Record<string, StructValue> | undefined => {
+      if (attributesSent || !o.connectionAttributes) return undefined;
+      attributesSent = true;
+      const values: Record<string, unknown> = {
+        'source.address': endpoint(down.remoteAddress, down.remotePort),
+        'destination.address': endpoint(o.upstream.host, o.upstream.port),
+        'destination.port': o.upstream.port,
+        'connection.requested_server_name': dir === 'read' ? sniOf(data) : undefined,
+      };
+      if (typeof o.connectionAttributes === 'object') Object.assign(values, o.connectionAttributes);
+      for (const k of Object.keys(values)) if (values[k] === null) delete values[k];
+      return { [ATTRIBUTES_FILTER_NAME]: toStruct(values) };
     };
 
     const send = (dir: Dir, data: Buffer, eos: boolean) => {
@@ -200,7 +247,8 @@ export class EnvoyStandIn {
       conn.requests[dir]++;
       const timer = setTimeout(() => fail(`message_timeout: ${FIELD[dir]} request unanswered after ${timeoutMs} ms`), timeoutMs);
       pending[dir].push({ data, timer, at: performance.now() });
-      const ok = call.write({ [FIELD[dir]]: { data, end_of_stream: eos } });
+      const attributes = firstAttributes(dir, data);
+      const ok = call.write({ [FIELD[dir]]: { data, end_of_stream: eos }, ...(attributes ? { attributes } : {}) });
       if (!ok) {
         source[dir].pause();
         call.once('drain', () => source[dir].resume());
@@ -230,17 +278,20 @@ export class EnvoyStandIn {
       const bytes = res.data_processing_status === 'MODIFIED' ? (body.data ?? Buffer.alloc(0)) : req.data;
       if (bytes.length) sink[dir].write(bytes);
       if (body.end_of_stream) sink[dir].end();
-      if (res.close_stream_to_ext_proc_server && o.honourCloseStream) {
-        conn.bypass = true;
-        endStream();
+      if (res.close_stream_to_ext_proc_server) {
+        conn.closeStreamRequested = true;
+        if (o.honourCloseStream) stopProcessing();
       }
     });
     call.on('error', (err: grpc.ServiceError) => {
       if (err.code === grpc.status.CANCELLED && !streamOpen) return;
       fail(`ext_proc stream failed: ${grpc.status[err.code]} ${err.details}`);
     });
-    call.on('end', () => {
-      if (streamOpen && !closed) fail('ext_proc stream closed by the processor');
+    call.on('status', (st: grpc.StatusObject) => {
+      // An error status is handled by 'error'. OK while Envoy still streams: processing stops.
+      if (st.code !== grpc.status.OK || !streamOpen || closed) return;
+      conn.okEndWhileOpen = true;
+      stopProcessing();
     });
 
     for (const dir of ['read', 'write'] as const) {
@@ -266,6 +317,24 @@ export class EnvoyStandIn {
     up.once('error', () => down.destroy());
     down.once('error', () => up.destroy());
     down.resume();
+  }
+}
+
+/** `ip:port`, `[ipv6]:port`, as Envoy's CEL attributes write addresses. */
+function endpoint(address: string | undefined, port: number | undefined): string | undefined {
+  if (!address || !port) return undefined;
+  return net.isIPv6(address) ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
+/** The SNI of a ClientHello that starts `chunk` in one record (what tls_inspector reports), or undefined. */
+function sniOf(chunk: Buffer): string | undefined {
+  if (chunk.length < 9 || chunk[0] !== 22 || chunk[5] !== 1) return undefined;
+  const len = chunk.readUIntBE(6, 3);
+  if (chunk.length < 9 + len) return undefined;
+  try {
+    return parseClientHello(chunk.subarray(9, 9 + len)).sni ?? undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -14,6 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import type { PortSelection } from './annotations';
+import { DESTINATION_PORT_HEADER } from '../../extproc/connection-info';
 
 /** The template shipped with ca-proxy. */
 export const DEFAULT_TEMPLATE = path.resolve(__dirname, '..', '..', '..', '..', 'deploy', 'envoy', 'sidecar-bootstrap.template.yaml');
@@ -25,14 +26,8 @@ export const POD_ENV = {
   serviceAccount: { env: 'CA_PROXY_POD_SERVICE_ACCOUNT', fieldPath: 'spec.serviceAccountName' },
 } as const;
 
-/** gRPC initial metadata (request headers) serve-extproc reads the pod's identity from. */
-export const POD_HEADERS = {
-  name: 'x-ca-proxy-pod-name',
-  namespace: 'x-ca-proxy-pod-namespace',
-  serviceAccount: 'x-ca-proxy-pod-service-account',
-} as const;
-/** The destination port for Envoy before 1.40 (no connection_attributes); read by internal/extproc/stream.ts. */
-export const DESTINATION_PORT_HEADER = 'x-ca-proxy-destination-port';
+/** The header names and attribute keys serve-extproc reads: one definition for both sides. */
+export { POD_HEADERS, DESTINATION_PORT_HEADER, CONNECTION_ATTRIBUTES } from '../../extproc/connection-info';
 
 /** Fixed paths inside the pod (emptyDir and Secret mounts the pod patch creates). */
 export const POD_PATHS = {

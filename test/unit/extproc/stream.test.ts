@@ -12,7 +12,9 @@ import { Duplex } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { makeWorld, worldConfig, type World } from '../../support/world';
 import { startProcessor, type Processor } from '../../support/envoy';
-import { loadProtos, fromStruct, type ProcessingRequest, type ProcessingResponse } from '../../../internal/extproc/protos';
+import { loadProtos, fromStruct, toStruct, type ProcessingRequest, type ProcessingResponse } from '../../../internal/extproc/protos';
+import { ATTRIBUTES_FILTER_NAME } from '../../../internal/extproc/connection-info';
+import { until } from '../../support/until';
 import { checkRequest } from '../../../internal/extproc/stream';
 
 type Call = grpc.ClientDuplexStream<ProcessingRequest, ProcessingResponse>;
@@ -117,6 +119,28 @@ describe('protocol errors end only their own stream', () => {
     assert.deepEqual((await next(good)).read_data?.data, hello);
     good.end();
     await status(good);
+  });
+});
+
+describe('connection attributes (Envoy 1.40) of the first request', () => {
+  test('route the ClientHello even when it spans requests; a later request\'s attributes change nothing', async () => {
+    const call = open();
+    const hello = await clientHello('pass.localhost');
+    const attrs = (v: Record<string, unknown>) => ({ [ATTRIBUTES_FILTER_NAME]: toStruct(v) });
+    call.write({ read_data: { data: hello.subarray(0, 20) }, attributes: attrs({ 'destination.port': 8443, 'source.address': '10.0.0.9:5555' }) });
+    const first = await next(call);
+    assert.equal(first.read_data?.data?.length ?? 0, 0, 'half a ClientHello: nothing to forward yet');
+    assert.equal(first.dynamic_metadata, undefined, 'no decision before the whole ClientHello');
+    call.write({ read_data: { data: hello.subarray(20) }, attributes: attrs({ 'destination.port': 9999, 'source.address': '10.9.9.9:1' }) });
+    const second = await next(call);
+    assert.deepEqual(second.read_data?.data, hello);
+    const id = fromStruct(second.dynamic_metadata).ca_proxy as { connection_id: string };
+    await until(() => p.decisions.some((d) => d.connectionId === id.connection_id), 'the decision of this stream');
+    const d = p.decisions.find((x) => x.connectionId === id.connection_id)!;
+    assert.equal(d.destination.port, 8443);
+    assert.deepEqual({ address: d.source.address, port: d.source.port }, { address: '10.0.0.9', port: 5555 });
+    call.end();
+    await status(call);
   });
 });
 
