@@ -17,7 +17,7 @@ import { Writable } from 'node:stream';
 import { makeWorld, worldConfig } from '../test/support/world';
 import { EnvoyStandIn } from '../test/support/envoy';
 import { createRuntime } from '../cmd/ca-proxy/runtime';
-import { createLogger } from '../internal/engine/report';
+import { createLogger } from '../internal/metrics/report';
 import { listenSni } from '../internal/proxy/listeners';
 import { startExtProcServer } from '../internal/extproc/server';
 import { median, percentile } from './support';

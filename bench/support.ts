@@ -322,7 +322,7 @@ async function runServers(spec: Extract<RoleSpec, { role: 'servers' }>): Promise
 /** ca-proxy through cmd/ca-proxy/runtime.ts; its decision log (one JSON line each) is written and discarded. */
 async function runProxy(spec: Extract<RoleSpec, { role: 'proxy' }>): Promise<{ ports: Ports; close(): Promise<void> }> {
   const { createRuntime } = await import('../cmd/ca-proxy/runtime');
-  const { createLogger } = await import('../internal/engine/report');
+  const { createLogger } = await import('../internal/metrics/report');
   const discard = new Writable({ write: (_c, _e, cb) => cb() });
   const rt = await createRuntime(spec.config, { logger: createLogger('info', discard) });
   return { ports: { connect: rt.connect!.address.port }, close: () => rt.close() };

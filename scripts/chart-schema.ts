@@ -130,6 +130,7 @@ export function chartValuesSchema(): Schema {
       extproc: obj({
         port: port('gRPC port of the central processor.'),
         closeMode: fromConfig(cfg.extproc.properties.closeMode),
+        closeStream: fromConfig(cfg.extproc.properties.closeStream),
         shutdownDeadlineMs: fromConfig(cfg.extproc.properties.shutdownDeadlineMs),
         defaultPort: fromConfig(cfg.extproc.properties.defaultPort),
       }),

@@ -13,7 +13,7 @@ import { ensureDevPki } from './dev-pki';
 import { startDemoServers } from './demo-servers';
 import { createRuntime } from '../cmd/ca-proxy/runtime';
 import { devConfig } from '../internal/config/defaults';
-import { createLogger } from '../internal/engine/report';
+import { createLogger } from '../internal/metrics/report';
 import type { Decision } from '../internal/engine/decision';
 
 const DEMO_PORTS = { good: 8443, revoked: 8444 };

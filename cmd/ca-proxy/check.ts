@@ -10,7 +10,7 @@ import { createRuntime } from './runtime';
 import { serveConnection } from '../../internal/proxy/pipe';
 import { parseHostPort } from '../../internal/proxy/listeners';
 import type { Decision } from '../../internal/engine/decision';
-import { createLogger } from '../../internal/engine/report';
+import { createLogger } from '../../internal/metrics/report';
 
 export async function checkCommand(target: string, opts: { sni?: string; config?: string; dev?: string; waitReady?: string }): Promise<void> {
   const { host, port } = parseHostPort(target, 'target');

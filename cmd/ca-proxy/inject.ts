@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import { ConfigError, parseHostPort, type ConfigProblem } from '../../internal/config/load';
 import { PACKAGE_VERSION, defaultConfig } from '../../internal/config/defaults';
 import type { Config, InjectorConfig } from '../../internal/config/types';
-import { createLogger } from '../../internal/engine/report';
+import { createLogger } from '../../internal/metrics/report';
 import { AnnotationError, redirectSettings } from '../../internal/k8s/injector/annotations';
 import { BootstrapTemplate, TemplateError } from '../../internal/k8s/injector/bootstrap';
 import type { InjectorSettings } from '../../internal/k8s/injector/pod';

@@ -18,7 +18,7 @@ import { ConfigError, parseHostPort } from '../../internal/config/load';
 import { loadConfigWithoutInterceptionCA } from './load';
 import { defaultConfig } from '../../internal/config/defaults';
 import type { Config, PublisherConfig } from '../../internal/config/types';
-import { createLogger } from '../../internal/engine/report';
+import { createLogger } from '../../internal/metrics/report';
 import { inClusterNamespace, loadKubeConfig } from '../../internal/k8s/kubeconfig';
 import { LeaderElector } from '../../internal/k8s/lease';
 import { Publisher, distributionPointUrls } from '../../internal/k8s/publisher';

@@ -5,7 +5,7 @@
  */
 import net from 'node:net';
 import type { Config } from '../../internal/config/types';
-import { createLogger } from '../../internal/engine/report';
+import { createLogger } from '../../internal/metrics/report';
 import { parseHostPort } from '../../internal/proxy/listeners';
 import { configFromOptions } from './load';
 import { createRuntime, type Runtime } from './runtime';

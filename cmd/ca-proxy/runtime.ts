@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../../internal/config/types';
 import type { EngineContext } from '../../internal/engine/context';
 import { matchRule } from '../../internal/engine/policy';
-import { createLogger, createReporter } from '../../internal/engine/report';
+import { createLogger, createReporter } from '../../internal/metrics/report';
 import type { Decision } from '../../internal/engine/decision';
 import { LeafMinter } from '../../internal/pki/mint';
 import { SecureContexts } from '../../internal/pki/secure-contexts';

@@ -11,7 +11,7 @@ import { createRuntime } from './runtime';
 import { startAdminServer, type AdminServer } from '../../internal/metrics/admin';
 import { parseHostPort } from '../../internal/proxy/listeners';
 import { claimUnixSocket, startExtProcServer, type ExtProcServer } from '../../internal/extproc/server';
-import { createLogger } from '../../internal/engine/report';
+import { createLogger } from '../../internal/metrics/report';
 import { isWorker, superviseWorkers, workerCount, workerLink, type WorkerLink } from './workers';
 
 export interface ServeExtProcOptions {

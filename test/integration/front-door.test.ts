@@ -12,7 +12,7 @@ import path from 'node:path';
 import { makeWorld, worldConfig, startProxy, type World, type RunningProxy } from '../support/world';
 import { startSServer, type SServer } from '../support/s-server';
 import { createRuntime } from '../../cmd/ca-proxy/runtime';
-import { createLogger } from '../../internal/engine/report';
+import { createLogger } from '../../internal/metrics/report';
 import { toPem } from '../../internal/pki/pem';
 import { CN, cert, keyPair, name } from '../support/der-writer';
 

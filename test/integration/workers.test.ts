@@ -161,8 +161,10 @@ describe('ca-proxy serve-extproc with workers: 2', () => {
     const proc = spawn(process.execPath, [path.join(repoRoot(), 'dist/cmd/ca-proxy/main.js'), 'serve-extproc', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
     proc.stdout!.on('data', (d) => (out += d));
     proc.stderr!.on('data', (d) => (err += d));
+    // message_timeout as the injected bootstrap sets it (1 s): 16 first handshakes at once on a
+    // loaded 2-core machine can exceed Envoy's bare 200 ms default.
     const upstream = { host: '127.0.0.1', port: (echo.address() as import('node:net').AddressInfo).port };
-    const envoys = await Promise.all(Array.from({ length: 8 }, () => EnvoyStandIn.start({ target: `unix:${socket}`, upstream })));
+    const envoys = await Promise.all(Array.from({ length: 8 }, () => EnvoyStandIn.start({ target: `unix:${socket}`, upstream, messageTimeoutMs: 1000 })));
     try {
       await until(() => /in 2 workers/.test(err) || proc.exitCode !== null, 'serve-extproc to start', 30_000);
       assert.equal(proc.exitCode, null, err);
@@ -175,7 +177,8 @@ describe('ca-proxy serve-extproc with workers: 2', () => {
           s.on('error', reject);
         });
       const got = await Promise.all(Array.from({ length: 16 }, (_, i) => one(i)));
-      expect(got).toEqual(got.map(() => 'hello\n'));
+      const failures = envoys.flatMap((e) => e.connections.filter((c) => c.failure).map((c) => c.failure));
+      expect({ got, failures }).toEqual({ got: got.map(() => 'hello\n'), failures: [] });
       const logged = () => out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as LogLine).filter((l) => l.decision);
       await until(() => logged().length >= 16, '16 decisions in the primary\'s log', 20_000);
       expect(new Set(logged().map((l) => l.pid)).size).toBe(2);

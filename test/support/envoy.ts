@@ -43,7 +43,7 @@ import { loadProtos, fromStruct, toStruct, type ProcessingRequest, type Processi
 import { ATTRIBUTES_FILTER_NAME } from '../../internal/extproc/connection-info';
 import { parseClientHello } from '../../internal/tls/handshake';
 import { createRuntime, type Runtime } from '../../cmd/ca-proxy/runtime';
-import { createLogger } from '../../internal/engine/report';
+import { createLogger } from '../../internal/metrics/report';
 import type { Config } from '../../internal/config/types';
 import type { Decision } from '../../internal/engine/decision';
 import { startExtProcServer, type ExtProcServer, type ExtProcServerOptions } from '../../internal/extproc/server';

@@ -19,7 +19,7 @@ import { createRuntime, type Runtime } from '../../cmd/ca-proxy/runtime';
 import { defaultConfig } from '../../internal/config/defaults';
 import type { Config, Rule, RuleSettings } from '../../internal/config/types';
 import type { Decision } from '../../internal/engine/decision';
-import { createLogger } from '../../internal/engine/report';
+import { createLogger } from '../../internal/metrics/report';
 
 export interface World {
   pki: Pki;

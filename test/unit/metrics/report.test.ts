@@ -1,6 +1,6 @@
 import { describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
-import { createLogger, createReporter, type DecisionLogger } from '../../../internal/engine/report';
+import { createLogger, createReporter, type DecisionLogger } from '../../../internal/metrics/report';
 import { createMetrics } from '../../../internal/metrics/registry';
 import type { Decision } from '../../../internal/engine/decision';
 

@@ -128,7 +128,7 @@ tests load every rendered one. Layouts (where the files are mounted):
 {{- $_ := set $cfg "rules" $root.Values.rules -}}
 {{- $_ := set $cfg "log" $root.Values.log -}}
 {{- $_ := set $cfg "events" (dict "enabled" $root.Values.events.enabled "ratePerMinute" (int $root.Values.events.ratePerMinute)) -}}
-{{- $ext := dict "closeMode" $root.Values.extproc.closeMode "shutdownDeadlineMs" (int $root.Values.extproc.shutdownDeadlineMs) "defaultPort" (int $root.Values.extproc.defaultPort) -}}
+{{- $ext := dict "closeMode" $root.Values.extproc.closeMode "closeStream" $root.Values.extproc.closeStream "shutdownDeadlineMs" (int $root.Values.extproc.shutdownDeadlineMs) "defaultPort" (int $root.Values.extproc.defaultPort) -}}
 {{- if $sidecar -}}
 {{- /* The injector passes the same --listen; the socket's emptyDir is shared only with Envoy. */ -}}
 {{- $_ := set $ext "listen" "unix:/var/run/ca-proxy/extproc.sock" -}}

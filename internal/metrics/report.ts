@@ -5,8 +5,8 @@
  */
 import pino, { type DestinationStream, type Logger } from 'pino';
 import type { Config } from '../config/types';
-import { observeDecision, observeEnds, type Metrics } from '../metrics/registry';
-import type { Decision } from './decision';
+import { observeDecision, observeEnds, type Metrics } from './registry';
+import type { Decision } from '../engine/decision';
 
 export type LogLevel = Config['log']['level'];
 
