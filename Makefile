@@ -10,8 +10,16 @@ $(NODE_MODULES_STAMP): package.json package-lock.json
 
 deps: $(NODE_MODULES_STAMP)
 
-build: deps
+# tsc runs only when a TypeScript source, the tsconfig or the dependencies changed since the last
+# build (the stamp), so `make run` and `make demo` start at once the second time.
+TS_SOURCES := $(shell find cmd internal test bench scripts -name '*.ts' -not -path '*/node_modules/*' 2>/dev/null)
+BUILD_STAMP := dist/.build-stamp
+
+$(BUILD_STAMP): $(TS_SOURCES) tsconfig.json $(NODE_MODULES_STAMP)
 	npx tsc -p tsconfig.json
+	@touch $@
+
+build: $(BUILD_STAMP)
 
 # Starts the standalone proxy with the embedded default configuration and a development PKI under .local/.
 run: build

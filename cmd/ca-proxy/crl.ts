@@ -8,7 +8,7 @@ import { X509Certificate } from 'node:crypto';
 import { parseCrl } from '../../internal/pki/crl';
 import { crlTimeStatus, verifyCrlSignatureSync } from '../../internal/pki/crl-verify';
 import { CrlError, errText } from '../../internal/pki/errors';
-import { formatName } from '../../internal/pki/certinfo';
+import { dnOf, formatName } from '../../internal/pki/certinfo';
 import { readPemBundle } from '../../internal/pki/pem';
 import { decodeCrlFile } from '../../internal/pki/crl-worker';
 
@@ -43,7 +43,7 @@ export async function crlShowCommand(file: string, opts: { ca?: string; json?: b
       if (cas) {
         try {
           const by = verifyCrlSignatureSync(crl, cas);
-          signature = `valid (signed by ${by.subject.replace(/\n/g, ', ')})`;
+          signature = `valid (signed by ${dnOf(by)})`;
         } catch (err) {
           signature = `INVALID: ${errText(err)}`;
         }

@@ -9,7 +9,7 @@ import { createLogger } from '../../internal/metrics/report';
 import { parseHostPort } from '../../internal/proxy/listeners';
 import { configFromOptions } from './load';
 import { createRuntime, type Runtime } from './runtime';
-import { isWorker, superviseWorkers, workerCount, workerLink } from './workers';
+import { isWorker, superviseWorkers, workerCount, workerLink, WorkerStartError } from './workers';
 
 export async function runCommand(opts: { config?: string; dev?: string; listen?: string; admin?: string }): Promise<void> {
   const config = configFromOptions(opts);
@@ -20,18 +20,24 @@ export async function runCommand(opts: { config?: string; dev?: string; listen?:
   if (isWorker()) return runWorker(config);
   if (count > 1) {
     const logger = createLogger(config.log.level);
-    await superviseWorkers({
-      count,
-      logger,
-      admin: config.admin,
-      scheduling: 'kernel',
-      graceMs: config.limits.shutdownGraceMs,
-      onUp: (where, ready, admin) => {
-        const all = admin ? [...where, `admin (/metrics, /healthz, /readyz) on http://${fmt(admin.address)}`] : where;
-        logger.info({ listen: all, workers: count, ready }, 'ca-proxy started');
-        banner(config, all, ready.detail, count);
-      },
-    });
+    try {
+      await superviseWorkers({
+        count,
+        logger,
+        admin: config.admin,
+        scheduling: 'kernel',
+        graceMs: config.limits.shutdownGraceMs,
+        onUp: (where, ready, admin) => {
+          const all = admin ? [...where, `admin (/metrics, /healthz, /readyz) on http://${fmt(admin.address)}`] : where;
+          logger.info({ listen: all, workers: count, ready }, 'ca-proxy started');
+          banner(config, all, ready.detail, count);
+        },
+      });
+    } catch (err) {
+      // The worker printed why; a signal death is said here.
+      if (err instanceof WorkerStartError && err.code !== null) process.exit(err.code);
+      throw err;
+    }
     process.exit(0);
   }
 
@@ -92,7 +98,8 @@ function banner(config: Config, where: string[], readiness: string, workers: num
             '',
             'Send traffic through it (workloads must trust the interception CA):',
             `  curl --proxy ${proxy} --cacert ${config.interceptionCA.cert} https://HOST/`,
-            `  HTTPS_PROXY=${proxy} SSL_CERT_FILE=${config.interceptionCA.cert} your-client`,
+            `  HTTPS_PROXY=${proxy} SSL_CERT_FILE=${config.interceptionCA.cert} NODE_EXTRA_CA_CERTS=${config.interceptionCA.cert} REQUESTS_CA_BUNDLE=${config.interceptionCA.cert} your-client`,
+            `  (curl reads CURL_CA_BUNDLE, not SSL_CERT_FILE: HTTPS_PROXY=${proxy} CURL_CA_BUNDLE=${config.interceptionCA.cert} curl https://HOST/)`,
           ]
         : []),
       '',

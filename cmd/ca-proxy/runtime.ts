@@ -13,10 +13,11 @@ import type { EngineContext } from '../../internal/engine/context';
 import { matchRule } from '../../internal/engine/policy';
 import { createLogger, createReporter } from '../../internal/metrics/report';
 import type { Decision } from '../../internal/engine/decision';
-import { LeafMinter } from '../../internal/pki/mint';
+import { LeafMinter, MintError } from '../../internal/pki/mint';
 import { SecureContexts } from '../../internal/pki/secure-contexts';
 import { loadIdentities } from '../../internal/pki/identity';
 import { pemCertificates } from '../../internal/pki/pem';
+import { dnOf } from '../../internal/pki/certinfo';
 import { RevocationStore, type LoadReport } from '../../internal/pki/store';
 import { ReloadDiff } from '../../internal/pki/reload-changes';
 import { errText } from '../../internal/pki/errors';
@@ -75,9 +76,19 @@ function readCerts(field: string, files: string[]): X509Certificate[] {
     try {
       return pemCertificates(text, f).map((der) => new X509Certificate(der));
     } catch (err) {
-      throw new Error(`${field}[${i}]: ${f}: ${errText(err)}`);
+      const why = errText(err);
+      throw new Error(`${field}[${i}]: ${why.startsWith(f) ? why : `${f}: ${why}`}`);
     }
   });
+}
+
+/**
+ * A trust anchor that is not a CA certificate (basicConstraints cA false or absent) is allowed —
+ * a pinned self-signed server — but is more often a leaf put in the wrong file: say so.
+ */
+function warnNonCa(logger: Logger, field: string, certs: X509Certificate[]): X509Certificate[] {
+  for (const c of certs) if (!c.ca) logger.warn({ field, subject: dnOf(c) }, `${field}: ${dnOf(c)} is not a CA certificate (basicConstraints cA is not TRUE); it can only anchor itself`);
+  return certs;
 }
 
 /** Builds the engine context and the revocation store; loads CRLs once. */
@@ -90,6 +101,7 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
   const ownListeners = new OwnListeners();
 
   const anchors = readCerts('trust.caFiles', config.trust.caFiles);
+  warnNonCa(logger, 'trust.caFiles', anchors);
   if (config.trust.systemRoots) anchors.push(...tls.rootCertificates.map((pem) => new X509Certificate(pem)));
   const crlSigners = readCerts('revocation.crlSigners', config.revocation.crlSigners);
 
@@ -114,14 +126,7 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
 
   const identities = loadIdentities(config.identities, process.cwd(), { warn: (m) => logger.warn(m) });
   const interceptionCertPem = readFor('interceptionCA.cert', config.interceptionCA.cert);
-  const interceptionCA = readCerts('interceptionCA.cert', [config.interceptionCA.cert])[0];
-  if (!interceptionCA) throw new Error(`interceptionCA.cert: ${config.interceptionCA.cert} holds no certificate`);
-  if (new Date(interceptionCA.validTo).getTime() <= Date.now()) {
-    throw new Error(`interceptionCA.cert: the interception CA expired at ${new Date(interceptionCA.validTo).toISOString()}; workloads would reject every minted leaf`);
-  }
-  if (new Date(interceptionCA.validFrom).getTime() > Date.now() + 5 * 60_000) {
-    throw new Error(`interceptionCA.cert: the interception CA is not valid before ${new Date(interceptionCA.validFrom).toISOString()}; workloads would reject every minted leaf`);
-  }
+  if (readCerts('interceptionCA.cert', [config.interceptionCA.cert]).length === 0) throw new Error(`interceptionCA.cert: ${config.interceptionCA.cert} holds no certificate`);
   const interceptionKeyPem = readFor('interceptionCA.key', config.interceptionCA.key);
   let minter: LeafMinter;
   try {
@@ -133,6 +138,8 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
       secureContext: false,
     });
   } catch (err) {
+    // Validity is the certificate's own fault: name that field alone.
+    if (err instanceof MintError && (err.code === 'ca_expired' || err.code === 'ca_not_yet_valid')) throw new Error(`interceptionCA.cert: ${err.message}`);
     throw new Error(`interceptionCA (${config.interceptionCA.cert}, ${config.interceptionCA.key}): ${errText(err)}`);
   }
   const workloadCA = config.workloadCA.map((f, i) => readFor(`workloadCA[${i}]`, f));
@@ -149,7 +156,7 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
     upstreamContext: (identity, minVersion) => contexts.upstream(identity, minVersion),
     identities: new Map([...identities].map(([name]) => [name, { name }])),
     anchors,
-    workloadAnchors: readCerts('workloadCA', config.workloadCA),
+    workloadAnchors: warnNonCa(logger, 'workloadCA', readCerts('workloadCA', config.workloadCA)),
     revocation: store,
     decided: (d) => {
       reporter.decided(d);

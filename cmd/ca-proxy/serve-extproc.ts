@@ -12,7 +12,7 @@ import { startAdminServer, type AdminServer } from '../../internal/metrics/admin
 import { parseHostPort } from '../../internal/proxy/listeners';
 import { claimUnixSocket, startExtProcServer, type ExtProcServer } from '../../internal/extproc/server';
 import { createLogger } from '../../internal/metrics/report';
-import { isWorker, superviseWorkers, workerCount, workerLink, type WorkerLink } from './workers';
+import { isWorker, superviseWorkers, workerCount, workerLink, WorkerStartError, type WorkerLink } from './workers';
 
 export interface ServeExtProcOptions {
   config?: string;
@@ -35,21 +35,27 @@ export async function serveExtProcCommand(opts: ServeExtProcOptions): Promise<vo
   if (count > 1 && !isWorker()) {
     await claimUnixSocket(config.extproc.listen);
     const logger = createLogger(config.log.level);
-    await superviseWorkers({
-      count,
-      logger,
-      admin: config.admin,
-      scheduling: 'round-robin',
-      // Streams get the deadline; the runtime's own close after it.
-      graceMs: config.extproc.shutdownDeadlineMs + config.limits.shutdownGraceMs,
-      onUp: (_where, ready, admin) => {
-        logger.info({ extproc: config.extproc.listen, workers: count, admin: admin ? `${admin.address.address}:${admin.address.port}` : null, ready }, 'ca-proxy serve-extproc started');
-        process.stderr.write(
-          `ca-proxy serve-extproc: NetworkExternalProcessor on ${config.extproc.listen}${tls ? ' (TLS, client certificates required)' : ''} in ${count} workers` +
-            `${admin ? `, admin on http://${admin.address.address}:${admin.address.port}` : ''}. Readiness: ${ready.detail}.\n`,
-        );
-      },
-    });
+    try {
+      await superviseWorkers({
+        count,
+        logger,
+        admin: config.admin,
+        scheduling: 'round-robin',
+        // Streams get the deadline; the runtime's own close after it.
+        graceMs: config.extproc.shutdownDeadlineMs + config.limits.shutdownGraceMs,
+        onUp: (_where, ready, admin) => {
+          logger.info({ extproc: config.extproc.listen, workers: count, admin: admin ? `${admin.address.address}:${admin.address.port}` : null, ready }, 'ca-proxy serve-extproc started');
+          process.stderr.write(
+            `ca-proxy serve-extproc: NetworkExternalProcessor on ${config.extproc.listen}${tls ? ' (TLS, client certificates required)' : ''} in ${count} workers` +
+              `${admin ? `, admin on http://${admin.address.address}:${admin.address.port}` : ''}. Readiness: ${ready.detail}.\n`,
+          );
+        },
+      });
+    } catch (err) {
+      // The worker printed why; a signal death is said here.
+      if (err instanceof WorkerStartError && err.code !== null) process.exit(err.code);
+      throw err;
+    }
     process.exit(0);
   }
   const link: WorkerLink | null = isWorker() ? workerLink() : null;

@@ -129,6 +129,17 @@ export function workerLink(): WorkerLink {
 
 // ───────────────────────────── primary side ─────────────────────────────
 
+/** A worker died before its start completed; it printed its own error (exit code `code`). */
+export class WorkerStartError extends Error {
+  constructor(
+    readonly index: number,
+    readonly code: number | null,
+    readonly signal: string | null,
+  ) {
+    super(`worker ${index} exited during start-up (${signal ?? `exit code ${code}`})`);
+  }
+}
+
 export interface SuperviseOptions {
   count: number;
   /** The primary's logger (stdout); workers' lines are written beside its own. */
@@ -263,7 +274,7 @@ export async function superviseWorkers(opts: SuperviseOptions): Promise<void> {
       barrier.settle();
       if (stopping) return;
       if (!member.up && !allUp) {
-        failStart?.(new Error(`worker ${index} exited during start-up (${signal ?? `exit code ${code}`}); its error is above`));
+        failStart?.(new WorkerStartError(index, code, signal));
         return;
       }
       backoffMs = Date.now() - member.startedAt < 10_000 ? Math.min(backoffMs * 2, 30_000) : 1000;
@@ -291,11 +302,24 @@ export async function superviseWorkers(opts: SuperviseOptions): Promise<void> {
   };
 
   try {
-    await new Promise<void>((resolve, reject) => {
+    // The first worker alone, then the others: a start-up error (a missing file, a port in use)
+    // is printed once, by that worker, and the primary exits with its code.
+    let firstUp!: () => void;
+    const first = new Promise<void>((resolve) => (firstUp = resolve));
+    const all = new Promise<void>((resolve, reject) => {
       upResolve = resolve;
       failStart = reject;
-      for (let i = 0; i < opts.count; i++) fork(i);
     });
+    const onFirst = (w: Worker, m: ToPrimary): void => {
+      if (m && typeof m === 'object' && m.ca_proxy === 'up') firstUp();
+      else return;
+      cluster.off('message', onFirst);
+    };
+    cluster.on('message', onFirst);
+    fork(0);
+    await Promise.race([first, all]);
+    for (let i = 1; i < opts.count; i++) fork(i);
+    await all;
   } catch (err) {
     stopping = true;
     for (const m of members.values()) m.worker.process.kill('SIGTERM');

@@ -118,7 +118,8 @@ export function devConfig(dir: string): Config {
   return {
     ...base,
     interceptionCA: { cert: at(DEV_PKI_FILES.interceptionCACert), key: at(DEV_PKI_FILES.interceptionCAKey) },
-    trust: { ...base.trust, caFiles: [at(DEV_PKI_FILES.trustCA)] },
+    // The demo CA, and the system's roots so that `curl … https://a-real-host/` works too.
+    trust: { ...base.trust, caFiles: [at(DEV_PKI_FILES.trustCA)], systemRoots: true },
     revocation: { ...base.revocation, crlPaths: [at(DEV_PKI_FILES.crl)] },
     // The demo servers, and anything a developer runs beside the proxy, are on loopback.
     destinations: { allow: [...DEV_ALLOWED_DESTINATIONS], deny: [] },

@@ -188,7 +188,10 @@ function schemaValidator(): ValidateFunction {
 /** Schema and cross-field problems of a merged configuration, deduplicated, in report order. */
 function collectProblems(value: unknown): RawProblem[] {
   const validate = schemaValidator();
-  const all: RawProblem[] = validate(value) ? [] : (validate.errors ?? []).map(fromAjv);
+  const errors = validate(value) ? [] : (validate.errors ?? []);
+  // A oneOf/anyOf that says what it expects is one problem, not one per branch that failed.
+  const summarised = new Set(errors.filter((e) => (e.keyword === 'oneOf' || e.keyword === 'anyOf') && (e.parentSchema as Record<string, unknown> | undefined)?.[EXPECTED_KEYWORD] !== undefined).map((e) => e.instancePath));
+  const all: RawProblem[] = errors.filter((e) => !summarised.has(e.instancePath) || e.keyword === 'oneOf' || e.keyword === 'anyOf').map(fromAjv);
   all.push(...crossFieldProblems(value));
   const seen = new Set<string>();
   return all.filter((p) => {
@@ -246,6 +249,9 @@ function fromAjv(e: ErrorObject): RawProblem {
       return { segments, message: params.limit === 1 ? 'must not be empty' : `must be at least ${String(params.limit)} characters` };
     case 'maxLength':
       return { segments, message: `must be at most ${String(params.limit)} characters` };
+    case 'oneOf':
+    case 'anyOf':
+      return { segments, message: expected !== undefined ? `must be ${expected} (got ${describe(e.data)})` : (e.message ?? `fails ${e.keyword}`) };
     case 'maxItems':
       return { segments, message: `must have at most ${String(params.limit)} entries` };
     default:

@@ -134,7 +134,7 @@ export const configSchema = {
       },
     },
     admin: nullableHostPort,
-    workers: { oneOf: [{ type: 'integer', minimum: 1, maximum: 256 }, { const: 'auto' }] },
+    workers: { [EXPECTED_KEYWORD]: 'an integer from 1 to 256, or "auto"', oneOf: [{ type: 'integer', minimum: 1, maximum: 256 }, { const: 'auto' }] },
     interceptionCA: {
       type: 'object',
       additionalProperties: false,

@@ -7,6 +7,7 @@ import type { Action } from '../config/types';
 import type { CrlReason, RevocationStatus } from '../pki/types';
 import type { ReasonCode } from './reasons';
 import type { ChainResult } from '../pki/chain';
+import { dnOf } from '../pki/certinfo';
 
 /**
  * How one peer's stream ended (DESIGN.md "Stream integrity"): `clean` with a TLS close_notify,
@@ -76,8 +77,8 @@ export function chainDecisionFields(chain: ChainResult): Pick<Decision, 'serverC
   const leaf = chain.path[0];
   if (leaf) {
     out.serverCertificate = {
-      subject: leaf.x509.subject.replace(/\n/g, ', '),
-      issuer: leaf.x509.issuer.replace(/\n/g, ', '),
+      subject: dnOf(leaf),
+      issuer: dnOf(leaf, 'issuer'),
       serial: leaf.x509.serialNumber.toLowerCase(),
       sha256: leaf.sha256,
       notAfter: new Date(leaf.x509.validTo).toISOString(),

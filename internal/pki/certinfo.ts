@@ -359,6 +359,22 @@ const ATTR_NAMES: Record<string, string> = {
  * '+', special characters escaped; values of unknown string types are written as #hex. Never
  * used for matching (see `nameKey`). Throws `ParseError` on malformed DER.
  */
+/**
+ * A certificate's subject or issuer as one RFC 4514 string (most specific RDN first, `CN=…,O=…`),
+ * the one way ca-proxy prints distinguished names (decisions, metric labels, messages, `crl show`).
+ * Node's own `subject`/`issuer` are one RDN per line in the opposite order; they are the fallback
+ * only for a name the DER walk cannot read.
+ */
+export function dnOf(cert: X509Certificate | CertInfo, which: 'subject' | 'issuer' = 'subject'): string {
+  const x509 = cert instanceof X509Certificate ? cert : cert.x509;
+  try {
+    const info = cert instanceof X509Certificate ? certInfo(cert) : cert;
+    return formatName(which === 'subject' ? info.subjectDer : info.issuerDer);
+  } catch {
+    return x509[which].replace(/\n/g, ', ');
+  }
+}
+
 export function formatName(nameDer: Buffer): string {
   const r = new BoundedReader(nameDer);
   const seq = enter(r, Tag.SEQUENCE, 'Name');

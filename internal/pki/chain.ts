@@ -19,17 +19,10 @@ import { X509Certificate } from 'node:crypto';
 import net from 'node:net';
 import { validatePath } from './path';
 import type { RevocationResult, RevocationStatus } from './types';
-import { certInfo, formatName, KeyUsageBit, type CertInfo } from './certinfo';
+import { certInfo, dnOf, formatName, KeyUsageBit, type CertInfo } from './certinfo';
 import { errText, type ChainErrorCode } from './errors';
 
-/** RFC 4514 one-line subject for `detail` (Node's `subject` is one RDN per line). */
-function dn(cert: X509Certificate): string {
-  try {
-    return formatName(certInfo(cert).subjectDer);
-  } catch {
-    return cert.subject.replace(/\n/g, ', ');
-  }
-}
+const dn = (cert: X509Certificate): string => dnOf(cert);
 
 /** Longest path accepted, leaf and anchor included (deeper chains are refused as untrusted). */
 export const MAX_PATH_LENGTH = 10;
@@ -266,7 +259,7 @@ export function verifyServerChain(chainDer: Buffer[], opts: VerifyServerChainOpt
     const fp = firstProblem as { candidate: Candidate; error: ChainErrorCode; detail: string } | null;
     if (fp) return fail(fp.error, fp.detail, fp.candidate.path, fp.candidate.anchor);
     const top = longest[longest.length - 1]!;
-    const detail = untrustedDetail || (budget <= 0 ? 'path building gave up (too many candidate issuers)' : `no trust anchor or sent certificate issued ${dn(top.x509)} (issuer ${top.x509.issuer.replace(/\n/g, ', ')})`);
+    const detail = untrustedDetail || (budget <= 0 ? 'path building gave up (too many candidate issuers)' : `no trust anchor or sent certificate issued ${dn(top.x509)} (issuer ${dnOf(top.x509, 'issuer')})`);
     return fail('unknown_issuer', detail, longest);
   }
   const { path, anchor } = chosen as unknown as Candidate;

@@ -18,6 +18,8 @@ export const PkiError = {
   malformed: 'malformed',
   /** The input is over the configured size limit. */
   tooLarge: 'too_large',
+  /** A configured file or folder does not exist (a CRL path; distinct from one that does not decode). */
+  notFound: 'not_found',
   /** A signature algorithm or parameter set we do not verify (`UnsupportedSignatureAlgorithm`, `UnsupportedCrlSignatureAlgorithm`). */
   unsupportedAlgorithm: 'unsupported_algorithm',
   /** A critical extension we do not process: the certificate or CRL is unusable, RFC 5280 §4.2, §5.2, §5.3 (`UnsupportedCriticalExtension`). */
@@ -73,7 +75,7 @@ export type PkiErrorCode = (typeof PkiError)[keyof typeof PkiError];
 /** Why a CRL was refused: the codes the store reports, `crl show` prints and the publisher counts. */
 export type CrlErrorCode = Extract<
   PkiErrorCode,
-  'malformed' | 'too_large' | 'unsupported_algorithm' | 'unsupported_critical_extension' | 'bad_signature' | 'unknown_issuer' | 'not_yet_valid' | 'expired' | 'rollback' | 'empty_revoked_certificates'
+  'malformed' | 'not_found' | 'too_large' | 'unsupported_algorithm' | 'unsupported_critical_extension' | 'bad_signature' | 'unknown_issuer' | 'not_yet_valid' | 'expired' | 'rollback' | 'empty_revoked_certificates'
 >;
 
 /** Why `validatePath` (path.ts) failed. */
@@ -118,6 +120,17 @@ export class CrlError extends PkiFailure<CrlErrorCode> {
 
 /** Longest text `errText` returns. */
 const MAX_TEXT = 300;
+
+/**
+ * Why a PEM private key could not be read, in words rather than OpenSSL's decoder codes
+ * (`error:1E08010C:DECODER routines::unsupported` means "this is no key we can read").
+ */
+export function privateKeyError(e: unknown): string {
+  const msg = errText(e);
+  if (/bad decrypt|passphrase|interrupted or cancelled/i.test(msg)) return `cannot decrypt the private key (wrong or missing passphrase?): ${msg}`;
+  if (/DECODER routines|no start line|PEM routines|unsupported/i.test(msg)) return `not a PEM private key (no PRIVATE KEY block, or a key format OpenSSL cannot read): ${msg}`;
+  return `cannot read the private key: ${msg}`;
+}
 
 /**
  * One line that says what went wrong, for logs, decisions and status fields: an error's first

@@ -9,9 +9,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
 import type { IdentityConfig } from '../config/types';
-import { certInfo, formatName } from './certinfo';
+import { dnOf } from './certinfo';
 import { PemError, pemBlocks, pemCertificates, toPem } from './pem';
-import { errText } from './errors';
+import { errText, privateKeyError } from './errors';
 
 /** An identity that cannot be used. `identity` and `file` say which. */
 export class IdentityError extends Error {
@@ -84,14 +84,7 @@ function pfxLeaf(ctx: tls.SecureContext): X509Certificate | null {
   }
 }
 
-/** RFC 4514 one-line subject for messages and decisions (Node's `subject` is one RDN per line). */
-function subjectOf(cert: X509Certificate): string {
-  try {
-    return formatName(certInfo(cert).subjectDer);
-  } catch {
-    return cert.subject.replace(/\n/g, ', ');
-  }
-}
+const subjectOf = (cert: X509Certificate): string => dnOf(cert);
 
 function checkValidity(name: string, file: string, leaf: X509Certificate, now: Date, warn?: (m: string) => void): void {
   const notBefore = new Date(leaf.validFrom);
@@ -139,9 +132,7 @@ function loadPem(cfg: IdentityConfig, baseDir: string, passphrase: string | unde
   try {
     key = crypto.createPrivateKey({ key: keyText, format: 'pem', passphrase: passphrase ?? '' });
   } catch (e) {
-    const msg = errText(e);
-    const hint = /bad decrypt|passphrase|interrupted or cancelled/i.test(msg) ? ' (wrong or missing passphrase?)' : '';
-    throw new IdentityError(cfg.name, keyFile, `cannot read private key: ${msg}${hint}`);
+    throw new IdentityError(cfg.name, keyFile, privateKeyError(e));
   }
   // The key must belong to the leaf, or every server that asks for a certificate fails the
   // CertificateVerify check — only after the workload's connection is already committed.

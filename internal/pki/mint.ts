@@ -20,7 +20,8 @@ import crypto, { webcrypto, X509Certificate } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import { pemBlocks, toPem } from './pem';
-import { errText } from './errors';
+import { errText, privateKeyError } from './errors';
+import { dnOf } from './certinfo';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
@@ -33,7 +34,7 @@ export { x509 };
 /** Why a leaf could not be minted, or the interception CA could not be used. */
 export class MintError extends Error {
   constructor(
-    readonly code: 'invalid_name' | 'bad_ca' | 'ca_expired' | 'unsupported_key',
+    readonly code: 'invalid_name' | 'bad_ca' | 'ca_expired' | 'ca_not_yet_valid' | 'unsupported_key',
     message: string,
   ) {
     super(message);
@@ -104,7 +105,7 @@ export async function importSigningKey(keyPem: string, passphrase?: string): Pro
   try {
     keyObject = crypto.createPrivateKey({ key: keyPem, format: 'pem', passphrase });
   } catch (e) {
-    throw new MintError('bad_ca', `cannot read the CA private key: ${errText(e)}`);
+    throw new MintError('bad_ca', `the CA key: ${privateKeyError(e)}`);
   }
   const pkcs8 = keyObject.export({ format: 'der', type: 'pkcs8' });
   if (keyObject.asymmetricKeyType === 'ec') {
@@ -231,7 +232,9 @@ export class LeafMinter {
 
   /**
    * @throws MintError `bad_ca` synchronously when the CA certificate is unreadable, not a CA,
-   *   or does not match the key; the key import itself fails on the first `mint` (it is async).
+   *   or does not match the key; `ca_expired` / `ca_not_yet_valid` when it is outside its validity
+   *   (5 min of clock skew allowed before notBefore); the key import itself fails on the first
+   *   `mint` (it is async).
    */
   constructor(opts: LeafMinterOptions) {
     this.validityMs = (opts.validityHours ?? 24) * 3600_000;
@@ -248,15 +251,23 @@ export class LeafMinter {
     } catch (e) {
       throw new MintError('bad_ca', `cannot parse the interception CA certificate: ${errText(e)}`);
     }
-    if (!nodeCert.ca) throw new MintError('bad_ca', `interception CA ${nodeCert.subject} is not a CA (basicConstraints cA is not TRUE)`);
+    if (!nodeCert.ca) throw new MintError('bad_ca', `interception CA ${dnOf(nodeCert)} is not a CA (basicConstraints cA is not TRUE)`);
+    // Workloads would reject every leaf it signs: refuse it at start, not on the first connection.
+    const nowMs = this.now().getTime();
+    if (new Date(nodeCert.validTo).getTime() <= nowMs) {
+      throw new MintError('ca_expired', `the interception CA expired at ${new Date(nodeCert.validTo).toISOString()}; workloads would reject every minted leaf`);
+    }
+    if (new Date(nodeCert.validFrom).getTime() > nowMs + NOT_BEFORE_SKEW_MS) {
+      throw new MintError('ca_not_yet_valid', `the interception CA is not valid before ${new Date(nodeCert.validFrom).toISOString()}; workloads would reject every minted leaf`);
+    }
     let keyObject: crypto.KeyObject;
     try {
       keyObject = crypto.createPrivateKey({ key: opts.caKeyPem, format: 'pem', passphrase: opts.caKeyPassphrase });
     } catch (e) {
-      throw new MintError('bad_ca', `cannot read the interception CA private key: ${errText(e)}`);
+      throw new MintError('bad_ca', `the interception CA key: ${privateKeyError(e)}`);
     }
     if (!nodeCert.checkPrivateKey(keyObject)) {
-      throw new MintError('bad_ca', `the interception CA private key does not match certificate ${nodeCert.subject.replace(/\n/g, ', ')}`);
+      throw new MintError('bad_ca', `the interception CA private key does not match certificate ${dnOf(nodeCert)}`);
     }
     const chainPem = caDers.map((d) => toPem(d, 'CERTIFICATE')).join('');
     this.ca = this.loadCa(caDers[0]!, nodeCert, opts.caKeyPem, opts.caKeyPassphrase, chainPem);
@@ -336,7 +347,7 @@ export class LeafMinter {
     const notBefore = new Date(Math.floor((nowMs - NOT_BEFORE_SKEW_MS) / 1000) * 1000);
     const notAfter = new Date(Math.min(Math.floor((nowMs + this.validityMs) / 1000) * 1000, ca.notAfter.getTime()));
     if (notAfter.getTime() <= nowMs) {
-      throw new MintError('ca_expired', `interception CA ${ca.nodeCert.subject} expired at ${ca.notAfter.toISOString()}`);
+      throw new MintError('ca_expired', `interception CA ${dnOf(ca.nodeCert)} expired at ${ca.notAfter.toISOString()}`);
     }
     const keys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
     const serialHex = randomSerialHex();

@@ -441,7 +441,8 @@ async function listFiles(paths: string[], refused: Refusal[]): Promise<string[]>
     try {
       st = await fs.promises.stat(p);
     } catch (e) {
-      refused.push({ source: p, code: 'malformed', message: `cannot read ${p}: ${(e as NodeJS.ErrnoException).code ?? String(e)}` });
+      const code = (e as NodeJS.ErrnoException).code;
+      refused.push(code === 'ENOENT' ? { source: p, code: 'not_found', message: `${p} does not exist` } : { source: p, code: 'malformed', message: `cannot read ${p}: ${code ?? String(e)}` });
       continue;
     }
     if (st.isFile()) {

@@ -63,7 +63,7 @@ describe('loadIdentities', () => {
     assert.ok('key' in id.secureContextOptions && !id.secureContextOptions.key.includes('ENCRYPTED'));
     assert.throws(
       () => loadIdentities([{ name: 'enc', cert: leaf.certPath, key: 'enc.key', passphraseEnv: 'WRONG_PASS' }], pki.dir, { env }),
-      isIdentityError('enc', /enc\.key.*cannot read private key.*passphrase/s),
+      isIdentityError('enc', /enc\.key.*cannot decrypt the private key.*passphrase/s),
     );
     assert.throws(
       () => loadIdentities([{ name: 'enc', cert: leaf.certPath, key: 'enc.key' }], pki.dir, { env }),

@@ -176,16 +176,23 @@ describe('LeafMinter behaviour', () => {
     assert.ok(second.notBefore.getTime() > start);
   });
 
-  test("notAfter never passes the CA's notAfter; an expired CA cannot mint", async () => {
+  test("notAfter never passes the CA's notAfter; an expired or not-yet-valid CA is refused, at start and while running", async () => {
     const near = new Date(caNotAfter.getTime() - 2 * HOUR);
     const minter = new LeafMinter({ caCertPem, caKeyPem, validityHours: 24, now: () => near });
     const leaf = await minter.mint('late.example.com');
     assert.equal(leaf.notAfter.getTime(), caNotAfter.getTime());
     assert.equal(new Date(new X509Certificate(leaf.certPem).validTo).getTime(), caNotAfter.getTime());
     const afterExpiry = new Date(caNotAfter.getTime() + HOUR);
-    const expired = new LeafMinter({ caCertPem, caKeyPem, now: () => afterExpiry });
-    await assert.rejects(expired.mint('x.example.com'), (e: unknown) => e instanceof MintError && e.code === 'ca_expired');
-    assert.equal(expired.size, 0, 'a failed mint is not cached');
+    // Already expired: refused at start, as a CA not valid yet is.
+    assert.throws(() => new LeafMinter({ caCertPem, caKeyPem, now: () => afterExpiry }), (e: unknown) => e instanceof MintError && e.code === 'ca_expired');
+    const early = new Date(new X509Certificate(caCertPem).validFrom).getTime() - 2 * HOUR;
+    assert.throws(() => new LeafMinter({ caCertPem, caKeyPem, now: () => new Date(early) }), (e: unknown) => e instanceof MintError && e.code === 'ca_not_yet_valid');
+    // Expires while running: minting refuses from then on.
+    let clock = near;
+    const expiring = new LeafMinter({ caCertPem, caKeyPem, now: () => clock });
+    clock = afterExpiry;
+    await assert.rejects(expiring.mint('x.example.com'), (e: unknown) => e instanceof MintError && e.code === 'ca_expired');
+    assert.equal(expiring.size, 0, 'a failed mint is not cached');
   });
 
   test('a CA certificate that is not a CA, or a key of another CA, is refused', () => {
