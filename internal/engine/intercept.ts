@@ -382,9 +382,21 @@ export class Intercept {
       return;
     }
     const code = (err as NodeJS.ErrnoException).code ?? '';
-    // The server refused the proxy's certificate or demanded one it did not get.
-    const reason = code === 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED' && !this.identity ? Reason.clientCertificateRequired : Reason.upstreamHandshakeFailed;
-    const detail = reason === Reason.clientCertificateRequired ? this.noIdentityDetail() : `upstream TLS: ${err.message}`;
+    // The server refused the proxy's certificate or demanded one it did not get; or it refused
+    // every version the proxy offered, which are those from the rule's minVersion up (the
+    // SecureContext's floor): a server below the floor, denied as inspect denies its ServerHello.
+    const reason =
+      code === 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED' && !this.identity
+        ? Reason.clientCertificateRequired
+        : code === 'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION' && this.version === 0
+          ? Reason.protocolVersion
+          : Reason.upstreamHandshakeFailed;
+    const detail =
+      reason === Reason.clientCertificateRequired
+        ? this.noIdentityDetail()
+        : reason === Reason.protocolVersion
+          ? `server refused every version from ${this.settings.minVersion} up (alert protocol_version); rule ${this.host.partial.rule ?? 'default'} has minVersion ${this.settings.minVersion}`
+          : `upstream TLS: ${err.message}`;
     this.host.deny(reason, detail, this.downstreamStarted ? null : alertFor(reason), this.decisionExtras());
   }
 
