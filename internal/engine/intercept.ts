@@ -414,12 +414,19 @@ export class Intercept {
     this.host.deny(reason, detail, alert, this.decisionExtras());
   }
 
-  /** An alert the server can read now: plaintext, or protected under the client handshake keys (TLS 1.3). */
+  /**
+   * An alert the server can read now: plaintext, or protected under the client handshake keys
+   * (TLS 1.3). OpenSSL reports those keys only once it has read the server's whole flight; when
+   * the flight never completed (refused mid-flight, e.g. a misplaced record) there are none, and
+   * the alert goes in clear — as OpenSSL's own client sends it before it switches its write keys
+   * at the server's Finished, and as OpenSSL servers accept it then (ENC_READ_STATE_ALLOW_PLAIN_ALERTS).
+   */
   private alertToServer(alert: number): Buffer {
-    if (!this.tls13) return buildAlert(alert, { version: this.version && this.version <= 0x0303 ? this.version : 0x0303 });
+    const plain = () => buildAlert(alert, { version: this.version && this.version <= 0x0303 ? this.version : 0x0303 });
+    if (!this.tls13) return plain();
     const secret = this.upSecrets.get('CLIENT_HANDSHAKE_TRAFFIC_SECRET');
     const keys = secret && this.cipher ? trafficKeys(secret, this.cipher) : null;
-    return keys ? new RecordProtection(keys).alert(alert) : Buffer.alloc(0);
+    return keys ? new RecordProtection(keys).alert(alert) : plain();
   }
 
   private verify(chainDer: Buffer[]): ChainResult {

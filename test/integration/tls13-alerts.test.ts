@@ -11,12 +11,17 @@ import { describe, test, beforeAll, afterAll } from '@jest/globals';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import net from 'node:net';
+import tls from 'node:tls';
+import { Duplex } from 'node:stream';
 import { makeWorld, worldConfig, startProxy, curlVia, runCmd, type World, type RunningProxy } from '../support/world';
 import { startSServer } from '../support/s-server';
 import { startGnutlsServ, gnutlsCliArgs, connectRelay } from '../support/gnutls';
 import { afterThis } from '../support/cleanup';
 import { until } from '../support/until';
 import type { Decision } from '../../internal/engine/decision';
+import { RecordReader, ContentType, HandshakeType, AlertDescription } from '../../internal/tls';
+import { RecordProtection, parseKeylogLine, trafficKeys } from '../../internal/tls/protection';
 import type { LeafHandle } from '../support/pki';
 
 const UNREADABLE = /Decryption has failed|Bad record MAC|bad_record_mac|record_mac/i;
@@ -142,5 +147,134 @@ describe('substitution.requested is exact when a revoked server is denied', () =
         assert.equal(logged()!.substitution?.requested, asks, 'the logged decision says the same');
       });
     }
+  }
+});
+
+/**
+ * A TLS 1.3 server (Node's OpenSSL) whose encrypted flight is re-framed on its way out: decrypted
+ * with its server handshake keys (its key log), the handshake messages re-sealed with a Certificate
+ * split across two records and `between` put in the middle (RFC 8446 §5.1 forbids it). Records the
+ * client sends are collected, to read the alert it answered with.
+ */
+async function reframingServer(between: 'ccs' | 'protected alert'): Promise<{ port: number; fromClient: () => Buffer; secrets: Map<string, Buffer>; errors: string[]; close(): Promise<void> }> {
+  const key = fs.readFileSync(w.good.keyPath);
+  const cert = fs.readFileSync(w.good.certPath, 'utf8') + fs.readFileSync(w.chainPath, 'utf8');
+  const secureContext = tls.createSecureContext({ key, cert, minVersion: 'TLSv1.3', ciphers: 'TLS_AES_128_GCM_SHA256' });
+  const received: Buffer[] = [];
+  const errors: string[] = [];
+  const secrets = new Map<string, Buffer>();
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((sock) => {
+    sockets.add(sock);
+    const reader = new RecordReader();
+    let opener: RecordProtection | null = null;
+    let sealer: RecordProtection | null = null;
+    let hs = Buffer.alloc(0);
+    const waiting: Buffer[] = [];
+    const flush = (): void => {
+      while (waiting.length && opener) {
+        const raw = waiting.shift()!;
+        const inner = opener.open(raw);
+        hs = Buffer.concat([hs, inner.content]);
+        // Complete once the Finished message (type 20) is whole.
+        for (let off = 0; off + 4 <= hs.length; ) {
+          const len = hs.readUIntBE(off + 1, 3);
+          if (off + 4 + len > hs.length) break;
+          if (hs[off] === HandshakeType.finished) {
+            const certAt = hs.indexOf(Buffer.from([HandshakeType.certificate]), 0);
+            const cut = certAt + 100;
+            // Sealed in wire order: each record takes the next sequence number (RFC 8446 §5.3).
+            const first = sealer!.seal(ContentType.handshake, hs.subarray(0, cut));
+            const mid = between === 'ccs' ? Buffer.from([ContentType.change_cipher_spec, 3, 3, 0, 1, 1]) : sealer!.alert(AlertDescription.user_canceled, 1);
+            sock.write(Buffer.concat([first, mid, sealer!.seal(ContentType.handshake, hs.subarray(cut))]));
+            hs = Buffer.alloc(0);
+            return;
+          }
+          off += 4 + len;
+        }
+      }
+    };
+    const wire = new Duplex({
+      read() {},
+      write(chunk: Buffer, _enc, cb) {
+        for (const r of reader.push(chunk)) {
+          if (r.type === ContentType.application_data) waiting.push(r.raw);
+          else if (!sock.destroyed) sock.write(r.raw);
+        }
+        flush();
+        cb();
+      },
+    });
+    const t = new tls.TLSSocket(wire, { isServer: true, secureContext });
+    t.on('keylog', (line: Buffer) => {
+      const e = parseKeylogLine(line);
+      if (!e) return;
+      secrets.set(e.label, e.secret);
+      if (e.label === 'SERVER_HANDSHAKE_TRAFFIC_SECRET') {
+        const keys = trafficKeys(e.secret, 'TLS_AES_128_GCM_SHA256')!;
+        opener = new RecordProtection(keys);
+        sealer = new RecordProtection(keys);
+        flush();
+      }
+    });
+    t.on('error', (err) => errors.push(err.message));
+    sock.on('data', (d) => {
+      received.push(d);
+      wire.push(d);
+    });
+    sock.on('error', () => undefined);
+    sock.on('close', () => {
+      sockets.delete(sock);
+      wire.push(null);
+      t.destroy();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    fromClient: () => Buffer.concat(received),
+    secrets,
+    errors,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** The alerts in `bytes` (the client's records after its ClientHello): plaintext, or protected under the client handshake keys. */
+function alertsIn(bytes: Buffer, clientSecret: Buffer | undefined): number[] {
+  const out: number[] = [];
+  const open = clientSecret ? new RecordProtection(trafficKeys(clientSecret, 'TLS_AES_128_GCM_SHA256')!) : null;
+  for (const r of new RecordReader().push(bytes)) {
+    if (r.type === ContentType.alert) out.push(r.fragment[1]!);
+    if (r.type === ContentType.application_data && open) {
+      const inner = open.open(r.raw);
+      if (inner.type === ContentType.alert) out.push(inner.content[1]!);
+    }
+  }
+  return out;
+}
+
+describe('item 11: a TLS 1.3 handshake message interleaved with another record (RFC 8446 §5.1), live', () => {
+  for (const between of ['ccs', 'protected alert'] as const) {
+    test(`the server's Certificate split by a ${between}: unexpected_message to the workload (curl) and to the server`, async () => {
+      const s = await reframingServer(between);
+      afterThis(() => s.close());
+      const p = await proxy();
+      const res = await curlVia(p, w, s.port);
+      assert.notEqual(res.code, 0);
+      const d = await p.nextDecision();
+      assert.match(res.stderr, /alert unexpected message/, `${res.stderr} ${JSON.stringify(d)}`);
+      assert.equal(d.outcome, 'deny');
+      assert.equal(d.reason, 'malformed_handshake');
+      assert.match(d.detail ?? '', /RFC 8446 §5\.1/);
+      // The proxy's OpenSSL never read a whole flight, so it has no client handshake keys: the alert
+      // goes in clear, which the server's OpenSSL accepts before the client's Finished.
+      await until(() => s.errors.length > 0, 'the server to read the alert');
+      assert.match(s.errors.join('\n'), /alert unexpected message/);
+      assert.deepEqual(alertsIn(s.fromClient(), s.secrets.get('CLIENT_HANDSHAKE_TRAFFIC_SECRET')), [AlertDescription.unexpected_message]);
+    });
   }
 });
