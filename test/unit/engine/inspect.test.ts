@@ -318,3 +318,41 @@ describe('inspect: a record of another type inside a split handshake message is 
     assert.ok(d.bytes('workload').equals(alertRecord(AlertDescription.unexpected_message)), `workload got ${d.bytes('workload').toString('hex')}`);
   });
 });
+
+describe('inspect: versions and suites refused whatever the chain (issue 10 item 6, suites OpenSSL 3 no longer speaks)', () => {
+  const cert12 = record(ContentType.handshake, bigCertificate(1, 200));
+  for (const [name, body, expect, detail] of [
+    ['SSL 3.0', serverHelloBody({ version: 0x0300, suite: 0x002f }), 'protocol_version', /SSLv3|0x0300/],
+    ['TLS 1.1 under the default minVersion', serverHelloBody({ version: 0x0302, suite: 0xc013 }), 'protocol_version', /minVersion TLSv1\.2/],
+    ['TLS_RSA_EXPORT_WITH_RC4_40_MD5 (export)', serverHelloBody({ suite: 0x0003 }), 'insufficient_security', /export/],
+    ['TLS_RSA_EXPORT_WITH_DES40_CBC_SHA (export)', serverHelloBody({ suite: 0x0008 }), 'insufficient_security', /export/],
+    ['TLS_RSA_WITH_RC4_128_SHA (RC4)', serverHelloBody({ suite: 0x0005 }), 'insufficient_security', /RC4/],
+    ['TLS_ECDHE_RSA_WITH_RC4_128_SHA (RC4)', serverHelloBody({ suite: 0xc011 }), 'insufficient_security', /RC4/],
+    ['TLS_RSA_WITH_NULL_SHA256 (NULL)', serverHelloBody({ suite: 0x003b }), 'insufficient_security', /NULL/],
+    ['TLS_DH_anon_WITH_AES_128_GCM_SHA256 (anonymous)', serverHelloBody({ suite: 0x00a6 }), 'insufficient_security', /anonymous/],
+  ] as const) {
+    test(`a ServerHello choosing ${name}: ${expect} to both peers, nothing of the server's flight forwarded`, async () => {
+      const d = drive({});
+      await d.session.feed('workload', hello);
+      await d.session.feed('server', Buffer.concat([record(ContentType.handshake, handshake(HandshakeType.server_hello, body)), cert12]));
+      await d.closed;
+      assert.equal(d.decisions.length, 1);
+      assert.equal(d.decisions[0]!.reason, expect);
+      assert.match(d.decisions[0]!.detail!, detail);
+      const alert = expect === 'protocol_version' ? AlertDescription.protocol_version : AlertDescription.insufficient_security;
+      assert.equal(d.bytes('workload').length, 7);
+      assert.equal(d.bytes('workload')[6], alert);
+      assert.equal(d.bytes('server').subarray(hello.length)[6], alert);
+    });
+  }
+
+  test('a flight ending (ServerHelloDone) without a Certificate: server_certificate_missing, handshake_failure to both', async () => {
+    const d = drive({});
+    await d.session.feed('workload', hello);
+    // A suite that is not refused by itself (PSK, RFC 4279) and no Certificate before ServerHelloDone.
+    await d.session.feed('server', Buffer.concat([record(ContentType.handshake, handshake(HandshakeType.server_hello, serverHelloBody({ suite: 0x00a8 }))), record(ContentType.handshake, handshake(HandshakeType.server_hello_done, Buffer.alloc(0)))]));
+    await d.closed;
+    assert.equal(d.decisions[0]!.reason, 'server_certificate_missing');
+    assert.ok(d.bytes('workload').equals(alertRecord(AlertDescription.handshake_failure)));
+  });
+});
