@@ -420,6 +420,7 @@ export class Intercept {
    * the flight never completed (refused mid-flight, e.g. a misplaced record) there are none, and
    * the alert goes in clear — as OpenSSL's own client sends it before it switches its write keys
    * at the server's Finished, and as OpenSSL servers accept it then (ENC_READ_STATE_ALLOW_PLAIN_ALERTS).
+   * GnuTLS servers cannot read it (`Decryption has failed`); test/integration/tls13-alerts.test.ts pins both.
    */
   private alertToServer(alert: number): Buffer {
     const plain = () => buildAlert(alert, { version: this.version && this.version <= 0x0303 ? this.version : 0x0303 });

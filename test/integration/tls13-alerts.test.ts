@@ -21,7 +21,7 @@ import { afterThis } from '../support/cleanup';
 import { until } from '../support/until';
 import type { Decision } from '../../internal/engine/decision';
 import { RecordReader, ContentType, HandshakeType, AlertDescription } from '../../internal/tls';
-import { RecordProtection, parseKeylogLine, trafficKeys } from '../../internal/tls/protection';
+import { RecordProtection, parseKeylogLine, trafficKeys, type TrafficKeys } from '../../internal/tls/protection';
 import type { LeafHandle } from '../support/pki';
 
 const UNREADABLE = /Decryption has failed|Bad record MAC|bad_record_mac|record_mac/i;
@@ -150,58 +150,83 @@ describe('substitution.requested is exact when a revoked server is denied', () =
   }
 });
 
+type Between = 'ccs' | 'protected alert';
+
 /**
- * A TLS 1.3 server (Node's OpenSSL) whose encrypted flight is re-framed on its way out: decrypted
- * with its server handshake keys (its key log), the handshake messages re-sealed with a Certificate
- * split across two records and `between` put in the middle (RFC 8446 §5.1 forbids it). Records the
- * client sends are collected, to read the alert it answered with.
+ * Re-frames a TLS 1.3 server's output on its way to the proxy: records in clear pass; the
+ * protected flight is decrypted with the server handshake keys (`keys()`, null until the server
+ * has logged them) and re-sealed with the Certificate split across two records and `between` in
+ * the middle (RFC 8446 §5.1 forbids it).
  */
-async function reframingServer(between: 'ccs' | 'protected alert'): Promise<{ port: number; fromClient: () => Buffer; secrets: Map<string, Buffer>; errors: string[]; close(): Promise<void> }> {
+function reframer(between: Between, keys: () => TrafficKeys | null, write: (b: Buffer) => void): { push(chunk: Buffer): void; flush(): boolean } {
+  const reader = new RecordReader();
+  let opener: RecordProtection | null = null;
+  let sealer: RecordProtection | null = null;
+  let hs = Buffer.alloc(0);
+  let done = false;
+  const waiting: Buffer[] = [];
+  /** Returns false while protected records wait for the keys. */
+  const flush = (): boolean => {
+    if (!opener && waiting.length) {
+      const k = keys();
+      if (!k) return false;
+      opener = new RecordProtection(k);
+      sealer = new RecordProtection(k);
+    }
+    while (waiting.length && !done) {
+      hs = Buffer.concat([hs, opener!.open(waiting.shift()!).content]);
+      for (let off = 0; off + 4 <= hs.length; ) {
+        const len = hs.readUIntBE(off + 1, 3);
+        if (off + 4 + len > hs.length) break;
+        if (hs[off] === HandshakeType.finished) {
+          const cut = hs.indexOf(Buffer.from([HandshakeType.certificate])) + 100;
+          // Sealed in wire order: each record takes the next sequence number (RFC 8446 §5.3).
+          const first = sealer!.seal(ContentType.handshake, hs.subarray(0, cut));
+          const mid = between === 'ccs' ? Buffer.from([ContentType.change_cipher_spec, 3, 3, 0, 1, 1]) : sealer!.alert(AlertDescription.user_canceled, 1);
+          write(Buffer.concat([first, mid, sealer!.seal(ContentType.handshake, hs.subarray(cut))]));
+          done = true;
+          break;
+        }
+        off += 4 + len;
+      }
+    }
+    return true;
+  };
+  return {
+    push(chunk) {
+      for (const r of reader.push(chunk)) {
+        if (r.type === ContentType.application_data) waiting.push(r.raw);
+        else write(r.raw);
+      }
+      flush();
+    },
+    flush,
+  };
+}
+
+const SUITE = 'TLS_AES_128_GCM_SHA256';
+
+/**
+ * A TLS 1.3 server (Node's OpenSSL) whose flight is re-framed (see `reframer`). Records the
+ * client sends are collected, to read the alert it answered with; `errors` is what the server's
+ * OpenSSL reported.
+ */
+async function reframingServer(between: Between): Promise<{ port: number; fromClient: () => Buffer; secrets: Map<string, Buffer>; errors: string[]; close(): Promise<void> }> {
   const key = fs.readFileSync(w.good.keyPath);
   const cert = fs.readFileSync(w.good.certPath, 'utf8') + fs.readFileSync(w.chainPath, 'utf8');
-  const secureContext = tls.createSecureContext({ key, cert, minVersion: 'TLSv1.3', ciphers: 'TLS_AES_128_GCM_SHA256' });
+  const secureContext = tls.createSecureContext({ key, cert, minVersion: 'TLSv1.3', ciphers: SUITE });
   const received: Buffer[] = [];
   const errors: string[] = [];
   const secrets = new Map<string, Buffer>();
   const sockets = new Set<net.Socket>();
   const server = net.createServer((sock) => {
     sockets.add(sock);
-    const reader = new RecordReader();
-    let opener: RecordProtection | null = null;
-    let sealer: RecordProtection | null = null;
-    let hs = Buffer.alloc(0);
-    const waiting: Buffer[] = [];
-    const flush = (): void => {
-      while (waiting.length && opener) {
-        const raw = waiting.shift()!;
-        const inner = opener.open(raw);
-        hs = Buffer.concat([hs, inner.content]);
-        // Complete once the Finished message (type 20) is whole.
-        for (let off = 0; off + 4 <= hs.length; ) {
-          const len = hs.readUIntBE(off + 1, 3);
-          if (off + 4 + len > hs.length) break;
-          if (hs[off] === HandshakeType.finished) {
-            const certAt = hs.indexOf(Buffer.from([HandshakeType.certificate]), 0);
-            const cut = certAt + 100;
-            // Sealed in wire order: each record takes the next sequence number (RFC 8446 §5.3).
-            const first = sealer!.seal(ContentType.handshake, hs.subarray(0, cut));
-            const mid = between === 'ccs' ? Buffer.from([ContentType.change_cipher_spec, 3, 3, 0, 1, 1]) : sealer!.alert(AlertDescription.user_canceled, 1);
-            sock.write(Buffer.concat([first, mid, sealer!.seal(ContentType.handshake, hs.subarray(cut))]));
-            hs = Buffer.alloc(0);
-            return;
-          }
-          off += 4 + len;
-        }
-      }
-    };
+    const secret = () => secrets.get('SERVER_HANDSHAKE_TRAFFIC_SECRET');
+    const out = reframer(between, () => (secret() ? trafficKeys(secret()!, SUITE) : null), (b) => !sock.destroyed && sock.write(b));
     const wire = new Duplex({
       read() {},
       write(chunk: Buffer, _enc, cb) {
-        for (const r of reader.push(chunk)) {
-          if (r.type === ContentType.application_data) waiting.push(r.raw);
-          else if (!sock.destroyed) sock.write(r.raw);
-        }
-        flush();
+        out.push(chunk);
         cb();
       },
     });
@@ -210,12 +235,7 @@ async function reframingServer(between: 'ccs' | 'protected alert'): Promise<{ po
       const e = parseKeylogLine(line);
       if (!e) return;
       secrets.set(e.label, e.secret);
-      if (e.label === 'SERVER_HANDSHAKE_TRAFFIC_SECRET') {
-        const keys = trafficKeys(e.secret, 'TLS_AES_128_GCM_SHA256')!;
-        opener = new RecordProtection(keys);
-        sealer = new RecordProtection(keys);
-        flush();
-      }
+      out.flush();
     });
     t.on('error', (err) => errors.push(err.message));
     sock.on('data', (d) => {
@@ -241,6 +261,34 @@ async function reframingServer(between: 'ccs' | 'protected alert'): Promise<{ po
         server.close(() => resolve());
       }),
   };
+}
+
+/** A TCP relay in front of `port` that re-frames the server's flight with the keys from `keylogFile` (GnuTLS's SSLKEYLOGFILE). */
+async function reframingRelay(port: number, keylogFile: string, between: Between): Promise<number> {
+  const keys = (): TrafficKeys | null => {
+    const text = fs.existsSync(keylogFile) ? fs.readFileSync(keylogFile, 'latin1') : '';
+    const line = text.split('\n').map((l) => parseKeylogLine(l)).find((e) => e?.label === 'SERVER_HANDSHAKE_TRAFFIC_SECRET');
+    return line ? trafficKeys(line.secret, SUITE) : null;
+  };
+  const server = net.createServer((down) => {
+    const up = net.connect(port, '127.0.0.1');
+    down.pipe(up);
+    const out = reframer(between, keys, (b) => !down.destroyed && down.write(b));
+    const retry = (): void => {
+      if (!out.flush() && !down.destroyed) setTimeout(retry, 10);
+    };
+    up.on('data', (d: Buffer) => {
+      out.push(d);
+      retry();
+    });
+    up.on('error', () => down.destroy());
+    down.on('error', () => up.destroy());
+    up.on('close', () => down.destroy());
+    down.on('close', () => up.destroy());
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  afterThis(() => new Promise<void>((r) => server.close(() => r())));
+  return (server.address() as net.AddressInfo).port;
 }
 
 /** The alerts in `bytes` (the client's records after its ClientHello): plaintext, or protected under the client handshake keys. */
@@ -277,4 +325,26 @@ describe('item 11: a TLS 1.3 handshake message interleaved with another record (
       assert.deepEqual(alertsIn(s.fromClient(), s.secrets.get('CLIENT_HANDSHAKE_TRAFFIC_SECRET')), [AlertDescription.unexpected_message]);
     });
   }
+});
+
+describe('item 11 with gnutls-serv: a server refused mid-flight', () => {
+  // The proxy's OpenSSL logs the client handshake keys only once it has read the server's whole
+  // flight, so a flight refused halfway can only be answered in clear, as OpenSSL's own client does
+  // then. OpenSSL servers read it (test above); GnuTLS, stricter, cannot: it reports
+  // `Decryption has failed`. This test pins that known limit; it flips when the keys are had earlier.
+  test('gnutls-serv (TLS 1.3) whose Certificate is split by a CCS: the workload gets unexpected_message, GnuTLS gets an alert in clear', async () => {
+    const keylogFile = path.join(w.dir, `gnutls-keylog-${Date.now()}.txt`);
+    const s = await startGnutlsServ({ certChain: chainFile(w.good), key: w.good.keyPath, priority: 'NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-128-GCM', keylogFile });
+    afterThis(() => s.stop());
+    const port = await reframingRelay(s.port, keylogFile, 'ccs');
+    const p = await proxy();
+    const res = await curlVia(p, w, port);
+    const d = await p.nextDecision();
+    assert.match(res.stderr, /alert unexpected message/, `${res.stderr} ${JSON.stringify(d)}`);
+    assert.equal(d.reason, 'malformed_handshake');
+    assert.match(d.detail ?? '', /RFC 8446 §5\.1/);
+    const out = await s.waitFor(/Error in handshake/);
+    assert.match(out, /Alert packet received\. Epoch 1/, 'the alert reached GnuTLS, unprotected');
+    assert.match(out, /Error in handshake: Decryption has failed/, 'the known limit (see above)');
+  });
 });

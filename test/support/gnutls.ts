@@ -27,6 +27,8 @@ export interface GnutlsServOptions {
   clientCA?: string;
   /** GnuTLS priority string, e.g. `NORMAL:-VERS-ALL:+VERS-TLS1.3`. */
   priority: string;
+  /** NSS key log file GnuTLS writes its secrets to (`SSLKEYLOGFILE`). */
+  keylogFile?: string;
 }
 
 /** A port free right now (gnutls-serv cannot report an ephemeral one). */
@@ -45,7 +47,8 @@ export async function startGnutlsServ(opts: GnutlsServOptions): Promise<GnutlsSe
     '-p', String(port), '--http', '-d', '5', '--x509certfile', opts.certChain, '--x509keyfile', opts.key, '--priority', opts.priority,
     ...(opts.clientCA ? ['--x509cafile', opts.clientCA, '--require-client-cert'] : ['--disable-client-cert']),
   ];
-  const child: ChildProcess = spawn('gnutls-serv', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const env = opts.keylogFile ? { ...process.env, SSLKEYLOGFILE: opts.keylogFile } : process.env;
+  const child: ChildProcess = spawn('gnutls-serv', args, { stdio: ['ignore', 'pipe', 'pipe'], env });
   let out = '';
   const waiters: { re: RegExp; resolve: (s: string) => void }[] = [];
   const onData = (d: Buffer) => {
