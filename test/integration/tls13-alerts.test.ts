@@ -6,22 +6,21 @@
  * (gnutls-cli, refused for its own certificate after it has its handshake keys), through both front
  * doors. And `substitution.requested` is exact in both versions: it says whether the server sent
  * CertificateRequest, also when the connection is denied before the proxy answers it.
+ * Item 11: a TLS 1.3 server flight with a record inside a split handshake message
+ * (test/support/tls13-reframe.ts) is refused with unexpected_message to both peers.
  */
 import { describe, test, beforeAll, afterAll } from '@jest/globals';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import net from 'node:net';
-import tls from 'node:tls';
-import { Duplex } from 'node:stream';
 import { makeWorld, worldConfig, startProxy, curlVia, runCmd, type World, type RunningProxy } from '../support/world';
 import { startSServer } from '../support/s-server';
 import { startGnutlsServ, gnutlsCliArgs, connectRelay } from '../support/gnutls';
 import { afterThis } from '../support/cleanup';
 import { until } from '../support/until';
 import type { Decision } from '../../internal/engine/decision';
-import { RecordReader, ContentType, HandshakeType, AlertDescription } from '../../internal/tls';
-import { RecordProtection, parseKeylogLine, trafficKeys, type TrafficKeys } from '../../internal/tls/protection';
+import { AlertDescription } from '../../internal/tls';
+import { reframingServer, reframingRelay, alertsIn } from '../support/tls13-reframe';
 import type { LeafHandle } from '../support/pki';
 
 const UNREADABLE = /Decryption has failed|Bad record MAC|bad_record_mac|record_mac/i;
@@ -150,165 +149,10 @@ describe('substitution.requested is exact when a revoked server is denied', () =
   }
 });
 
-type Between = 'ccs' | 'protected alert';
-
-/**
- * Re-frames a TLS 1.3 server's output on its way to the proxy: records in clear pass; the
- * protected flight is decrypted with the server handshake keys (`keys()`, null until the server
- * has logged them) and re-sealed with the Certificate split across two records and `between` in
- * the middle (RFC 8446 §5.1 forbids it).
- */
-function reframer(between: Between, keys: () => TrafficKeys | null, write: (b: Buffer) => void): { push(chunk: Buffer): void; flush(): boolean } {
-  const reader = new RecordReader();
-  let opener: RecordProtection | null = null;
-  let sealer: RecordProtection | null = null;
-  let hs = Buffer.alloc(0);
-  let done = false;
-  const waiting: Buffer[] = [];
-  /** Returns false while protected records wait for the keys. */
-  const flush = (): boolean => {
-    if (!opener && waiting.length) {
-      const k = keys();
-      if (!k) return false;
-      opener = new RecordProtection(k);
-      sealer = new RecordProtection(k);
-    }
-    while (waiting.length && !done) {
-      hs = Buffer.concat([hs, opener!.open(waiting.shift()!).content]);
-      for (let off = 0; off + 4 <= hs.length; ) {
-        const len = hs.readUIntBE(off + 1, 3);
-        if (off + 4 + len > hs.length) break;
-        if (hs[off] === HandshakeType.finished) {
-          const cut = hs.indexOf(Buffer.from([HandshakeType.certificate])) + 100;
-          // Sealed in wire order: each record takes the next sequence number (RFC 8446 §5.3).
-          const first = sealer!.seal(ContentType.handshake, hs.subarray(0, cut));
-          const mid = between === 'ccs' ? Buffer.from([ContentType.change_cipher_spec, 3, 3, 0, 1, 1]) : sealer!.alert(AlertDescription.user_canceled, 1);
-          write(Buffer.concat([first, mid, sealer!.seal(ContentType.handshake, hs.subarray(cut))]));
-          done = true;
-          break;
-        }
-        off += 4 + len;
-      }
-    }
-    return true;
-  };
-  return {
-    push(chunk) {
-      for (const r of reader.push(chunk)) {
-        if (r.type === ContentType.application_data) waiting.push(r.raw);
-        else write(r.raw);
-      }
-      flush();
-    },
-    flush,
-  };
-}
-
-const SUITE = 'TLS_AES_128_GCM_SHA256';
-
-/**
- * A TLS 1.3 server (Node's OpenSSL) whose flight is re-framed (see `reframer`). Records the
- * client sends are collected, to read the alert it answered with; `errors` is what the server's
- * OpenSSL reported.
- */
-async function reframingServer(between: Between): Promise<{ port: number; fromClient: () => Buffer; secrets: Map<string, Buffer>; errors: string[]; close(): Promise<void> }> {
-  const key = fs.readFileSync(w.good.keyPath);
-  const cert = fs.readFileSync(w.good.certPath, 'utf8') + fs.readFileSync(w.chainPath, 'utf8');
-  const secureContext = tls.createSecureContext({ key, cert, minVersion: 'TLSv1.3', ciphers: SUITE });
-  const received: Buffer[] = [];
-  const errors: string[] = [];
-  const secrets = new Map<string, Buffer>();
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((sock) => {
-    sockets.add(sock);
-    const secret = () => secrets.get('SERVER_HANDSHAKE_TRAFFIC_SECRET');
-    const out = reframer(between, () => (secret() ? trafficKeys(secret()!, SUITE) : null), (b) => !sock.destroyed && sock.write(b));
-    const wire = new Duplex({
-      read() {},
-      write(chunk: Buffer, _enc, cb) {
-        out.push(chunk);
-        cb();
-      },
-    });
-    const t = new tls.TLSSocket(wire, { isServer: true, secureContext });
-    t.on('keylog', (line: Buffer) => {
-      const e = parseKeylogLine(line);
-      if (!e) return;
-      secrets.set(e.label, e.secret);
-      out.flush();
-    });
-    t.on('error', (err) => errors.push(err.message));
-    sock.on('data', (d) => {
-      received.push(d);
-      wire.push(d);
-    });
-    sock.on('error', () => undefined);
-    sock.on('close', () => {
-      sockets.delete(sock);
-      wire.push(null);
-      t.destroy();
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    fromClient: () => Buffer.concat(received),
-    secrets,
-    errors,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
-}
-
-/** A TCP relay in front of `port` that re-frames the server's flight with the keys from `keylogFile` (GnuTLS's SSLKEYLOGFILE). */
-async function reframingRelay(port: number, keylogFile: string, between: Between): Promise<number> {
-  const keys = (): TrafficKeys | null => {
-    const text = fs.existsSync(keylogFile) ? fs.readFileSync(keylogFile, 'latin1') : '';
-    const line = text.split('\n').map((l) => parseKeylogLine(l)).find((e) => e?.label === 'SERVER_HANDSHAKE_TRAFFIC_SECRET');
-    return line ? trafficKeys(line.secret, SUITE) : null;
-  };
-  const server = net.createServer((down) => {
-    const up = net.connect(port, '127.0.0.1');
-    down.pipe(up);
-    const out = reframer(between, keys, (b) => !down.destroyed && down.write(b));
-    const retry = (): void => {
-      if (!out.flush() && !down.destroyed) setTimeout(retry, 10);
-    };
-    up.on('data', (d: Buffer) => {
-      out.push(d);
-      retry();
-    });
-    up.on('error', () => down.destroy());
-    down.on('error', () => up.destroy());
-    up.on('close', () => down.destroy());
-    down.on('close', () => up.destroy());
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  afterThis(() => new Promise<void>((r) => server.close(() => r())));
-  return (server.address() as net.AddressInfo).port;
-}
-
-/** The alerts in `bytes` (the client's records after its ClientHello): plaintext, or protected under the client handshake keys. */
-function alertsIn(bytes: Buffer, clientSecret: Buffer | undefined): number[] {
-  const out: number[] = [];
-  const open = clientSecret ? new RecordProtection(trafficKeys(clientSecret, 'TLS_AES_128_GCM_SHA256')!) : null;
-  for (const r of new RecordReader().push(bytes)) {
-    if (r.type === ContentType.alert) out.push(r.fragment[1]!);
-    if (r.type === ContentType.application_data && open) {
-      const inner = open.open(r.raw);
-      if (inner.type === ContentType.alert) out.push(inner.content[1]!);
-    }
-  }
-  return out;
-}
-
 describe('item 11: a TLS 1.3 handshake message interleaved with another record (RFC 8446 §5.1), live', () => {
   for (const between of ['ccs', 'protected alert'] as const) {
     test(`the server's Certificate split by a ${between}: unexpected_message to the workload (curl) and to the server`, async () => {
-      const s = await reframingServer(between);
+      const s = await reframingServer(between, { key: fs.readFileSync(w.good.keyPath, 'utf8'), cert: fs.readFileSync(w.good.certPath, 'utf8') + fs.readFileSync(w.chainPath, 'utf8') });
       afterThis(() => s.close());
       const p = await proxy();
       const res = await curlVia(p, w, s.port);
@@ -336,7 +180,9 @@ describe('item 11 with gnutls-serv: a server refused mid-flight', () => {
     const keylogFile = path.join(w.dir, `gnutls-keylog-${Date.now()}.txt`);
     const s = await startGnutlsServ({ certChain: chainFile(w.good), key: w.good.keyPath, priority: 'NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-128-GCM', keylogFile });
     afterThis(() => s.stop());
-    const port = await reframingRelay(s.port, keylogFile, 'ccs');
+    const relay = await reframingRelay(s.port, keylogFile, 'ccs');
+    afterThis(() => relay.close());
+    const port = relay.port;
     const p = await proxy();
     const res = await curlVia(p, w, port);
     const d = await p.nextDecision();
