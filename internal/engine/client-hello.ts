@@ -7,12 +7,15 @@
 import { RecordReader, ContentType, looksLikeTls } from '../tls/record';
 import { HandshakeReader, HandshakeType, parseClientHello, type ClientHello } from '../tls/handshake';
 import { ParseError } from '../bytes/reader';
+import { AlertDescription } from '../tls/alert';
 import { Reason, type ReasonCode } from './reasons';
+import { parseErrorAlert } from './alerts';
 
 export type ClientHelloStep =
   | { state: 'need_more' }
   | { state: 'done'; hello: ClientHello }
-  | { state: 'error'; reason: ReasonCode; detail: string };
+  /** `alert`: the fitting one when it is not the reason's (alertFor): unexpected_message for a misplaced record or message. */
+  | { state: 'error'; reason: ReasonCode; detail: string; alert?: number };
 
 export class ClientHelloCollector {
   private readonly records: RecordReader;
@@ -51,12 +54,15 @@ export class ClientHelloCollector {
     }
     try {
       for (const record of this.records.push(fresh)) {
+        // RFC 8446 §5.1 / §6.2: another record type before (or inside) the ClientHello, or another
+        // handshake message first, is an inappropriate message: unexpected_message, not decode_error.
         if (record.type !== ContentType.handshake) {
-          return { state: 'error', reason: Reason.malformedHandshake, detail: `record type ${record.type} before ClientHello` };
+          const where = this.messages.buffered > 0 ? 'inside the ClientHello split across records (RFC 8446 §5.1)' : 'before ClientHello';
+          return { state: 'error', reason: Reason.malformedHandshake, detail: `record type ${record.type} ${where}`, alert: AlertDescription.unexpected_message };
         }
         for (const msg of this.messages.push(record.fragment)) {
           if (msg.type !== HandshakeType.client_hello) {
-            return { state: 'error', reason: Reason.malformedHandshake, detail: `handshake type ${msg.type} before ClientHello` };
+            return { state: 'error', reason: Reason.malformedHandshake, detail: `handshake type ${msg.type} before ClientHello`, alert: AlertDescription.unexpected_message };
           }
           return { state: 'done', hello: parseClientHello(msg.body) };
         }
@@ -68,6 +74,7 @@ export class ClientHelloCollector {
           state: 'error',
           reason: err.code === 'too_large' ? Reason.handshakeTooLarge : Reason.malformedHandshake,
           detail: err.message,
+          alert: parseErrorAlert(err),
         };
       }
       throw err;

@@ -382,9 +382,21 @@ export class Intercept {
       return;
     }
     const code = (err as NodeJS.ErrnoException).code ?? '';
-    // The server refused the proxy's certificate or demanded one it did not get.
-    const reason = code === 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED' && !this.identity ? Reason.clientCertificateRequired : Reason.upstreamHandshakeFailed;
-    const detail = reason === Reason.clientCertificateRequired ? this.noIdentityDetail() : `upstream TLS: ${err.message}`;
+    // The server refused the proxy's certificate or demanded one it did not get; or it refused
+    // every version the proxy offered, which are those from the rule's minVersion up (the
+    // SecureContext's floor): a server below the floor, denied as inspect denies its ServerHello.
+    const reason =
+      code === 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED' && !this.identity
+        ? Reason.clientCertificateRequired
+        : code === 'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION' && this.version === 0
+          ? Reason.protocolVersion
+          : Reason.upstreamHandshakeFailed;
+    const detail =
+      reason === Reason.clientCertificateRequired
+        ? this.noIdentityDetail()
+        : reason === Reason.protocolVersion
+          ? `server refused every version from ${this.settings.minVersion} up (alert protocol_version); rule ${this.host.partial.rule ?? 'default'} has minVersion ${this.settings.minVersion}`
+          : `upstream TLS: ${err.message}`;
     this.host.deny(reason, detail, this.downstreamStarted ? null : alertFor(reason), this.decisionExtras());
   }
 
@@ -402,12 +414,20 @@ export class Intercept {
     this.host.deny(reason, detail, alert, this.decisionExtras());
   }
 
-  /** An alert the server can read now: plaintext, or protected under the client handshake keys (TLS 1.3). */
+  /**
+   * An alert the server can read now: plaintext, or protected under the client handshake keys
+   * (TLS 1.3). OpenSSL reports those keys only once it has read the server's whole flight; when
+   * the flight never completed (refused mid-flight, e.g. a misplaced record) there are none, and
+   * the alert goes in clear — as OpenSSL's own client sends it before it switches its write keys
+   * at the server's Finished, and as OpenSSL servers accept it then (ENC_READ_STATE_ALLOW_PLAIN_ALERTS).
+   * GnuTLS servers cannot read it (`Decryption has failed`); test/integration/tls13-alerts.test.ts pins both.
+   */
   private alertToServer(alert: number): Buffer {
-    if (!this.tls13) return buildAlert(alert, { version: this.version && this.version <= 0x0303 ? this.version : 0x0303 });
+    const plain = () => buildAlert(alert, { version: this.version && this.version <= 0x0303 ? this.version : 0x0303 });
+    if (!this.tls13) return plain();
     const secret = this.upSecrets.get('CLIENT_HANDSHAKE_TRAFFIC_SECRET');
     const keys = secret && this.cipher ? trafficKeys(secret, this.cipher) : null;
-    return keys ? new RecordProtection(keys).alert(alert) : Buffer.alloc(0);
+    return keys ? new RecordProtection(keys).alert(alert) : plain();
   }
 
   private verify(chainDer: Buffer[]): ChainResult {

@@ -129,6 +129,11 @@ export class ServerFlightWatcher {
       throw new ParseError('unexpected', 'server: application data before the handshake finished');
     }
     const inner = this.protection.open(record.raw);
+    // RFC 8446 §5.1 holds for the inner content type too: a protected alert (or anything but
+    // handshake) between two parts of a split handshake message is misplaced.
+    if (inner.type !== ContentType.handshake && this.messages.buffered > 0) {
+      throw new ParseError('unexpected', `server: a protected ${contentTypeName(inner.type)} record inside a split handshake message (RFC 8446 §5.1)`);
+    }
     if (inner.type === ContentType.alert) {
       if (inner.content.length !== 2) throw new ParseError('malformed', `server alert of ${inner.content.length} bytes`);
       return [{ kind: 'alert', level: inner.content[0]!, description: inner.content[1]! }];

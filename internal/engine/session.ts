@@ -346,7 +346,7 @@ export class Session extends EventEmitter implements InterceptHost, InspectHost 
         if (chunk.length) {
           const step = this.hello.push(chunk);
           if (step.state === 'error') {
-            this.deny(step.reason, step.detail, alertFor(step.reason));
+            this.deny(step.reason, step.detail, step.alert ?? alertFor(step.reason));
             return;
           }
           if (step.state === 'done') {

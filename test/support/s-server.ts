@@ -21,7 +21,10 @@ export interface SServerOptions {
   chain?: string;
   /** CA bundle that verifies client certificates. */
   clientCA: string;
-  version: 'tls1_2' | 'tls1_3';
+  /** The only protocol version offered (`-tls1`/`-tls1_1` need `-cipher DEFAULT@SECLEVEL=0` in `args` under OpenSSL 3). */
+  version: 'tls1' | 'tls1_1' | 'tls1_2' | 'tls1_3';
+  /** No certificate at all (`-nocert`, for anonymous and PSK suites); `cert`/`key` are then ignored. */
+  noCert?: boolean;
   /** Require a client certificate (default true); false = do not ask for one. */
   requireClientCert?: boolean;
   /** Ask for one but accept none (`-verify 1`). */
@@ -34,8 +37,8 @@ export async function startSServer(opts: SServerOptions): Promise<SServer> {
   const verify =
     opts.requireClientCert === false ? [] : opts.optionalClientCert ? ['-verify', '1'] : ['-Verify', '1', '-verify_return_error'];
   const args = [
-    's_server', '-accept', '0', '-cert', opts.cert, '-key', opts.key,
-    ...(opts.chain ? ['-cert_chain', opts.chain] : []),
+    's_server', '-accept', '0', ...(opts.noCert ? ['-nocert'] : ['-cert', opts.cert, '-key', opts.key]),
+    ...(opts.chain && !opts.noCert ? ['-cert_chain', opts.chain] : []),
     '-CAfile', opts.clientCA, ...verify, `-${opts.version}`, '-www', '-msg', ...(opts.args ?? []),
   ];
   const child: ChildProcess = spawn('openssl', args, { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -207,3 +207,152 @@ captureSuite.describe('inspect: captured handshakes through the Session', () => 
     }
   }
 });
+
+/** A handshake message as records of at most `max` fragment bytes (a message split across records). */
+function records(type: number, message: Buffer, max = 16384): Buffer {
+  const out: Buffer[] = [];
+  for (let off = 0; off < message.length; off += max) out.push(record(type, message.subarray(off, off + max)));
+  return Buffer.concat(out);
+}
+
+/** A TLS 1.2 Certificate message whose entries are `count` opaque blobs of `size` bytes (not DER: the chain check refuses them). */
+function bigCertificate(count: number, size: number): Buffer {
+  const entries = Array.from({ length: count }, (_, i) => {
+    const blob = Buffer.alloc(size, i + 1);
+    return Buffer.concat([Buffer.from([size >> 16, (size >> 8) & 0xff, size & 0xff]), blob]);
+  });
+  const list = Buffer.concat(entries);
+  return handshake(HandshakeType.certificate, Buffer.concat([Buffer.from([list.length >> 16, (list.length >> 8) & 0xff, list.length & 0xff]), list]));
+}
+
+/** Deterministic pseudo-random chunk sizes 1..max (a linear congruential generator, seeded). */
+function randomChunks(bytes: Buffer, seed: number, max = 3000): Buffer[] {
+  const out: Buffer[] = [];
+  let x = seed;
+  for (let off = 0; off < bytes.length; ) {
+    x = (x * 1103515245 + 12345) % 2 ** 31;
+    const n = 1 + (x % max);
+    out.push(bytes.subarray(off, off + n));
+    off += n;
+  }
+  return out;
+}
+
+describe('inspect: limits.maxBufferedBytes gives the same decision in any chunking (issue 10 item 10)', () => {
+  const MAX = 65536;
+  /** A ServerHello, then a Certificate of opaque blobs padded so the whole flight is `total` bytes. */
+  function flightOf(total: number): Buffer {
+    const hello = serverHello12();
+    // Records add 5 bytes per 16384 of message; solve for the blob size by trying (the sizes are small).
+    for (let size = 1; ; size++) {
+      const flight = Buffer.concat([hello, records(ContentType.handshake, bigCertificate(1, size))]);
+      if (flight.length >= total) {
+        assert.equal(flight.length, total, `a flight of exactly ${total} bytes`);
+        return flight;
+      }
+    }
+  }
+  const cases = [
+    { total: MAX, expect: 'bad_server_certificate', why: 'exactly at the limit: the chain is checked' },
+    { total: MAX + 1, expect: 'handshake_too_large', why: 'one byte over: refused' },
+  ];
+  for (const { total, expect, why } of cases) {
+    const chunkings: [string, (b: Buffer) => Buffer[]][] = [
+      ['whole', (b) => [b]],
+      ['1-byte', (b) => Array.from({ length: b.length }, (_, i) => b.subarray(i, i + 1))],
+      ['random (seed 1)', (b) => randomChunks(b, 1)],
+      ['random (seed 42)', (b) => randomChunks(b, 42)],
+      ['record-sized 16389', (b) => Array.from({ length: Math.ceil(b.length / 16389) }, (_, i) => b.subarray(i * 16389, (i + 1) * 16389))],
+    ];
+    for (const [name, split] of chunkings) {
+      test(`a ${total}-byte server flight (${why}), fed ${name}: ${expect}`, async () => {
+        const flight = flightOf(total);
+        const d = drive({}, { maxBufferedBytes: MAX });
+        await d.session.feed('workload', hello);
+        for (const c of split(flight)) {
+          if (d.decisions.length) break;
+          await d.session.feed('server', c);
+        }
+        await d.closed;
+        assert.equal(d.decisions.length, 1);
+        assert.equal(d.decisions[0]!.reason, expect, d.decisions[0]!.detail);
+        const alert = expect === 'handshake_too_large' ? AlertDescription.record_overflow : AlertDescription.bad_certificate;
+        assert.ok(d.bytes('workload').equals(alertRecord(alert)), 'no held byte reached the workload, only the alert');
+      });
+    }
+  }
+});
+
+describe('inspect: a record of another type inside a split handshake message is unexpected_message (RFC 8446 §5.1, issue 10 item 11)', () => {
+  const hello13 = handshake(HandshakeType.server_hello, serverHelloBody({ suite: 0x1301, supportedVersion: 0x0304 }));
+  const cert12 = bigCertificate(1, 200);
+  for (const [name, flight] of [
+    ['a TLS 1.3 ServerHello split by a ChangeCipherSpec', Buffer.concat([record(ContentType.handshake, hello13.subarray(0, 20)), CCS, record(ContentType.handshake, hello13.subarray(20))])],
+    ['a TLS 1.3 ServerHello split by an alert', Buffer.concat([record(ContentType.handshake, hello13.subarray(0, 20)), alertRecord(AlertDescription.close_notify), record(ContentType.handshake, hello13.subarray(20))])],
+    ['a TLS 1.3 ServerHello split by application data', Buffer.concat([record(ContentType.handshake, hello13.subarray(0, 20)), record(ContentType.application_data, Buffer.alloc(40, 1)), record(ContentType.handshake, hello13.subarray(20))])],
+    ['a TLS 1.2 Certificate split by a ChangeCipherSpec', Buffer.concat([serverHello12(), record(ContentType.handshake, cert12.subarray(0, 100)), CCS, record(ContentType.handshake, cert12.subarray(100))])],
+  ] as const) {
+    for (const size of [1, 1 << 20]) {
+      test(`${name} (chunks of ${size}): unexpected_message to both peers`, async () => {
+        const d = drive({ tls13: 'allowUnchecked' });
+        await d.session.feed('workload', hello);
+        await feedChunks(d.session, 'server', flight, size);
+        await d.closed;
+        assert.equal(d.decisions.length, 1);
+        assert.equal(d.decisions[0]!.outcome, 'deny');
+        assert.equal(d.decisions[0]!.reason, 'malformed_handshake');
+        assert.match(d.decisions[0]!.detail!, /RFC 8446 §5\.1/);
+        assert.ok(d.bytes('workload').equals(alertRecord(AlertDescription.unexpected_message)), 'the workload got unexpected_message and nothing held');
+        assert.ok(d.bytes('server').subarray(hello.length).equals(alertRecord(AlertDescription.unexpected_message)), 'the server too');
+      });
+    }
+  }
+
+  test('the workload: a ClientHello split by a ChangeCipherSpec is unexpected_message', async () => {
+    const d = drive({});
+    const body = hello.subarray(5);
+    await d.session.feed('workload', Buffer.concat([record(ContentType.handshake, body.subarray(0, 30)), CCS, record(ContentType.handshake, body.subarray(30))]));
+    await d.closed;
+    assert.equal(d.decisions.length, 1);
+    assert.equal(d.decisions[0]!.outcome, 'deny');
+    assert.ok(d.bytes('workload').equals(alertRecord(AlertDescription.unexpected_message)), `workload got ${d.bytes('workload').toString('hex')}`);
+  });
+});
+
+describe('inspect: versions and suites refused whatever the chain (issue 10 item 6, suites OpenSSL 3 no longer speaks)', () => {
+  const cert12 = record(ContentType.handshake, bigCertificate(1, 200));
+  for (const [name, body, expect, detail] of [
+    ['SSL 3.0', serverHelloBody({ version: 0x0300, suite: 0x002f }), 'protocol_version', /SSLv3|0x0300/],
+    ['TLS 1.1 under the default minVersion', serverHelloBody({ version: 0x0302, suite: 0xc013 }), 'protocol_version', /minVersion TLSv1\.2/],
+    ['TLS_RSA_EXPORT_WITH_RC4_40_MD5 (export)', serverHelloBody({ suite: 0x0003 }), 'insufficient_security', /export/],
+    ['TLS_RSA_EXPORT_WITH_DES40_CBC_SHA (export)', serverHelloBody({ suite: 0x0008 }), 'insufficient_security', /export/],
+    ['TLS_RSA_WITH_RC4_128_SHA (RC4)', serverHelloBody({ suite: 0x0005 }), 'insufficient_security', /RC4/],
+    ['TLS_ECDHE_RSA_WITH_RC4_128_SHA (RC4)', serverHelloBody({ suite: 0xc011 }), 'insufficient_security', /RC4/],
+    ['TLS_RSA_WITH_NULL_SHA256 (NULL)', serverHelloBody({ suite: 0x003b }), 'insufficient_security', /NULL/],
+    ['TLS_DH_anon_WITH_AES_128_GCM_SHA256 (anonymous)', serverHelloBody({ suite: 0x00a6 }), 'insufficient_security', /anonymous/],
+  ] as const) {
+    test(`a ServerHello choosing ${name}: ${expect} to both peers, nothing of the server's flight forwarded`, async () => {
+      const d = drive({});
+      await d.session.feed('workload', hello);
+      await d.session.feed('server', Buffer.concat([record(ContentType.handshake, handshake(HandshakeType.server_hello, body)), cert12]));
+      await d.closed;
+      assert.equal(d.decisions.length, 1);
+      assert.equal(d.decisions[0]!.reason, expect);
+      assert.match(d.decisions[0]!.detail!, detail);
+      const alert = expect === 'protocol_version' ? AlertDescription.protocol_version : AlertDescription.insufficient_security;
+      assert.equal(d.bytes('workload').length, 7);
+      assert.equal(d.bytes('workload')[6], alert);
+      assert.equal(d.bytes('server').subarray(hello.length)[6], alert);
+    });
+  }
+
+  test('a flight ending (ServerHelloDone) without a Certificate: server_certificate_missing, handshake_failure to both', async () => {
+    const d = drive({});
+    await d.session.feed('workload', hello);
+    // A suite that is not refused by itself (PSK, RFC 4279) and no Certificate before ServerHelloDone.
+    await d.session.feed('server', Buffer.concat([record(ContentType.handshake, handshake(HandshakeType.server_hello, serverHelloBody({ suite: 0x00a8 }))), record(ContentType.handshake, handshake(HandshakeType.server_hello_done, Buffer.alloc(0)))]));
+    await d.closed;
+    assert.equal(d.decisions[0]!.reason, 'server_certificate_missing');
+    assert.ok(d.bytes('workload').equals(alertRecord(AlertDescription.handshake_failure)));
+  });
+});
