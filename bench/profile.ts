@@ -63,7 +63,9 @@ async function main(): Promise<void> {
   const port = await freePort();
   const admin = await freePort();
   const cfg = path.join(dir, 'ca-proxy.yaml');
-  fs.writeFileSync(cfg, caProxyConfig({ pki, upstream, dir }, { sni: `127.0.0.1:${port}`, admin: `127.0.0.1:${admin}` }, 'intercept'));
+  // One process: --cpu-prof profiles the process it starts, and with workers that is the primary.
+  const config = { ...JSON.parse(caProxyConfig({ pki, upstream, dir }, { sni: `127.0.0.1:${port}`, admin: `127.0.0.1:${admin}` }, 'intercept')), workers: 1 };
+  fs.writeFileSync(cfg, JSON.stringify(config, null, 2) + '\n');
   const profDir = path.join(dir, 'prof');
   const cli = path.join(repoRoot(), 'dist', 'cmd', 'ca-proxy', 'main.js');
   const proc = startProcess('ca-proxy run', process.execPath, ['--cpu-prof', '--cpu-prof-dir', profDir, cli, 'run', '--config', cfg], { logFile: path.join(dir, 'ca-proxy.log') });

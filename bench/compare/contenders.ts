@@ -17,8 +17,8 @@
  * - **direct**: the client talks to the server itself (the baseline).
  *
  * Each contender runs with its own multi-core default: HAProxy `nbthread` = CPUs, nginx
- * `worker_processes auto`, stunnel a thread per connection, ca-proxy one event loop (plus its CRL
- * worker thread). Only ca-proxy writes a log line per connection (its decision record, to a file);
+ * `worker_processes auto`, stunnel a thread per connection, ca-proxy `workers: auto` (a worker
+ * process per CPU, each one event loop plus its CRL worker thread). Only ca-proxy writes a log line per connection (its decision record, to a file);
  * the others are configured without per-connection logs.
  */
 import fs from 'node:fs';
