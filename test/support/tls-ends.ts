@@ -104,3 +104,26 @@ export async function runEndsClient(
     throw new Error(`tls-ends client printed no result (exit ${res.code}): ${res.stdout}\n${res.stderr}`);
   }
 }
+
+/**
+ * GnuTLS (`gnutls-cli`, an independent TLS stack) as the workload, straight to a TLS front door:
+ * sends the mode line and keeps stdin open until the server's end closes the session. Resolves
+ * with everything it printed: "Peer has closed the GnuTLS connection" after a close_notify,
+ * "The TLS connection was non-properly terminated" after a TCP end without one.
+ */
+export function runGnutlsCli(port: number, opts: { servername: string; cafile: string; mode: ServerMode; ms?: number }): Promise<string> {
+  return new Promise((resolve) => {
+    const args = ['-p', String(port), '--x509cafile', opts.cafile, '--sni-hostname', opts.servername, '--verify-hostname', opts.servername, '127.0.0.1'];
+    const child = spawn('gnutls-cli', args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString('latin1')));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString('latin1')));
+    child.stdin.on('error', () => undefined);
+    child.stdin.write(`MODE ${opts.mode}\n`);
+    const t = setTimeout(() => child.kill('SIGKILL'), opts.ms ?? 15_000);
+    child.on('close', () => {
+      clearTimeout(t);
+      resolve(out);
+    });
+  });
+}
