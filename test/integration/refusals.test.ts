@@ -1,7 +1,7 @@
 /**
  * Issue 10, item 3: every accepted socket ends in exactly one decision — also those refused
  * before any rule applied (action `none`, rule null): the global and per-source connection caps,
- * malformed CONNECT requests, a CONNECT request or a ClientHello that does not arrive within
+ * malformed CONNECT requests, forwarding loops, a CONNECT request or a ClientHello that does not arrive within
  * `limits.requestTimeoutMs`, a client that leaves before asking. Each is counted in
  * `ca_proxy_connections_total{action="none",outcome="deny",reason}`, and a slow client holding
  * sockets at its per-source cap does not lock another source out.
@@ -161,6 +161,18 @@ describe('malformed and slow requests', () => {
     }
     assert.equal(await counted(p, { action: 'none', outcome: 'deny', reason: 'bad_request' }), MALFORMED.length);
     assert.equal(p.decisions.length, MALFORMED.length);
+  });
+
+  test('a CONNECT back into the proxy (its admin port): one decision, forwarding_loop, counted', async () => {
+    const p = await proxy({});
+    const admin = p.rt.admin!.address.port;
+    const hello = await nodeClientHello({ servername: 'localhost' });
+    const out = await open(p.rt.connect!.address.port, Buffer.concat([Buffer.from(`CONNECT localhost:${admin} HTTP/1.1\r\n\r\n`), hello])).closed;
+    assert.match(out.toString('latin1'), /^HTTP\/1\.1 200 /);
+    const [d] = await decisions(p, 1);
+    refusedBeforeRouting(d!, 'forwarding_loop');
+    assert.equal(await counted(p, { action: 'none', outcome: 'deny', reason: 'forwarding_loop' }), 1);
+    assert.equal(p.decisions.length, 1);
   });
 
   test('a client that leaves before asking: peer_closed', async () => {
