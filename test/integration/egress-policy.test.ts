@@ -356,23 +356,41 @@ describe('the destination address policy', () => {
     assert.equal(svc.accepted(), 1);
   });
 
-  test('a name is resolved once and exactly that address is dialled (no second lookup to rebind)', async () => {
-    const svc = await bannerService();
-    const p = await proxy(config({ defaults: { action: 'passthrough' } }));
-    const lookups: string[] = [];
-    const real = p.rt.ctx.resolve;
-    // First answer loopback (allowed here), every later one the metadata address (denied).
-    p.rt.ctx.resolve = async (host: string) => {
-      lookups.push(host);
-      return lookups.length === 1 ? ['127.0.0.1'] : ['169.254.169.254'];
-    };
-    afterThis(() => void (p.rt.ctx.resolve = real));
-    const out = await exchange(connectPort(p), await hello('rebind.test'), `rebind.test:${svc.port}`);
-    const d = await p.nextDecision();
-    assert.deepEqual([d.outcome, d.reason, d.destination.address], ['allow', 'passthrough', '127.0.0.1'], JSON.stringify(d));
-    assert.deepEqual(lookups, ['rebind.test'], 'one resolution');
-    assert.ok(out.body.toString('latin1').includes('INTERNAL-SERVICE'), 'the address checked is the address dialled');
-    assert.equal(svc.accepted(), 1);
+  for (const door of ['CONNECT', 'SNI'] as const) {
+    test(`${door} listener: a name is resolved once and exactly that address is dialled (no second lookup to rebind)`, async () => {
+      const svc = await bannerService();
+      const cfg = config({ defaults: { action: 'passthrough' }, sni: true });
+      cfg.listen.sniUpstreamPort = svc.port;
+      const p = await proxy(cfg);
+      const lookups: string[] = [];
+      const real = p.rt.ctx.resolve;
+      // First answer loopback (allowed here), every later one the metadata address (denied).
+      p.rt.ctx.resolve = async (host: string) => {
+        lookups.push(host);
+        return lookups.length === 1 ? ['127.0.0.1'] : ['169.254.169.254'];
+      };
+      afterThis(() => void (p.rt.ctx.resolve = real));
+      const h = await hello('rebind.test');
+      const out = door === 'CONNECT' ? await exchange(connectPort(p), h, `rebind.test:${svc.port}`) : await exchange(sniPort(p), h);
+      const d = await p.nextDecision();
+      assert.deepEqual([d.outcome, d.reason, d.destination.address], ['allow', 'passthrough', '127.0.0.1'], JSON.stringify(d));
+      assert.deepEqual(lookups, ['rebind.test'], 'one resolution');
+      assert.ok(out.body.toString('latin1').includes('INTERNAL-SERVICE'), 'the address checked is the address dialled');
+      assert.equal(svc.accepted(), 1);
+    });
+  }
+
+  test('behind Envoy: match.cidr binds to the original destination address', async () => {
+    const cap = await helloCapture();
+    const rules: Rule[] = [{ name: 'loopback', match: { cidr: ['127.0.0.0/8'] }, action: 'passthrough' }];
+    const q = await processor(config({ defaults: { action: 'deny' }, rules }));
+    const e = await standIn(q, cap.port);
+    await exchange(e.port, await hello('localhost'));
+    const d = await q.nextDecision();
+    assert.deepEqual([d.outcome, d.reason, d.rule, d.destination.address], ['allow', 'passthrough', 'loopback', '127.0.0.1'], JSON.stringify(d));
+    await until(() => cap.hellos.length === 1, 'the ClientHello at the server');
+    assert.equal(sniOf(cap.hellos[0]!), 'localhost', 'passthrough forwards the ClientHello as it is');
+    e.assertClean();
   });
 });
 
