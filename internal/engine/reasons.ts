@@ -57,7 +57,7 @@ export const Reason = {
   peerClosed: 'peer_closed',
   /** The ClientHello's server_name does not name the host the front door dials (CONNECT host, or, for passthrough to an address, none of the SNI's addresses). */
   sniMismatch: 'sni_mismatch',
-  /** The ClientHello's server_name is not a usable host name (over 253 octets, empty label, non-ASCII), or an IP literal under passthrough, which would forward it. */
+  /** The ClientHello's server_name is not a usable host name (over 253 octets, empty label, non-ASCII), or an IP literal under passthrough or inspect, which forward the ClientHello unchanged. */
   invalidSni: 'invalid_sni',
   /** The address that would be dialled is refused by the destination policy (not publicly routable, or in `destinations.deny`). */
   destinationNotAllowed: 'destination_not_allowed',

@@ -473,9 +473,12 @@ export class Session extends EventEmitter implements InterceptHost, InspectHost 
     if (settings.action === 'deny') return this.deny(Reason.policyDeny, `rule ${ruleName} denies this destination`, AlertDescription.access_denied);
     const refusal = addressRefusal(this.ctx.destinations, address);
     if (refusal) return this.deny(Reason.destinationNotAllowed, refusal, AlertDescription.access_denied);
+    // Passthrough and inspect forward the workload's ClientHello as it is (only intercept writes
+    // its own): an IP literal in it, which RFC 6066 §3 forbids, would reach the server.
+    if (sniIsIp && (settings.action === 'passthrough' || settings.action === 'inspect')) {
+      return this.deny(Reason.invalidSni, `server_name is an IP literal (RFC 6066 §3), which ${settings.action} would forward`, AlertDescription.illegal_parameter);
+    }
     if (settings.action === 'passthrough') {
-      // Passthrough forwards the ClientHello as it is: it must not carry what the policy did not check.
-      if (sniIsIp) return this.deny(Reason.invalidSni, 'server_name is an IP literal (RFC 6066 §3), which passthrough would forward', AlertDescription.illegal_parameter);
       if (dialledByAddress && this.upstreamSni) {
         // Nothing checks a passthrough server's certificate: the address must be one the name resolves to.
         let named: string[];

@@ -169,7 +169,8 @@ export async function listenConnect(ctx: EngineContext, bind: string, opts: List
   server.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => {
     const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
     if (timeout) refuse(socket, Reason.requestTimeout, `no complete CONNECT request within ${opts.requestTimeoutMs} ms`);
-    else if (err.code === 'ECONNRESET' || !socket.writable) {
+    // HPE_INVALID_EOF_STATE: the client's FIN came in the middle of its request (it left; nothing is malformed).
+    else if (err.code === 'ECONNRESET' || err.code === 'HPE_INVALID_EOF_STATE' || !socket.writable) {
       const startedAt = settle(socket);
       if (startedAt !== undefined) admission.report(socket, Reason.peerClosed, `closed before sending a complete CONNECT request (${err.code ?? err.message})`, startedAt);
       socket.destroy();
