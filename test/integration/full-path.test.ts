@@ -45,29 +45,39 @@ netnsSuite('full path: pod → redirect → sidecar stand-in → serve-extproc �
   let revoked: SServer;
   let shared: string;
   let caFile: string;
+  /** The set-up, awaited by afterAll so that nothing it starts outlives the clean-up (each step has its own deadline). */
+  let setup: Promise<void> | undefined;
+  /** The set-up step under way, named when the hook times out. */
+  let stage = 'PKI';
+  let setupDone = false;
 
-  beforeAll(async () => {
+  beforeAll(() => (setup = setUp()), 50_000);
+
+  async function setUp(): Promise<void> {
     w = makeWorld();
-    // What other uids need: the processor's socket (the proxy uid) and the CA bundle (the workload).
+    // What other uids need: the folder of the processor's socket (the proxy uid) and the CA bundle (the workload).
     shared = fs.mkdtempSync(path.join(os.tmpdir(), 'ca-proxy-full-path-'));
     fs.chmodSync(shared, 0o755);
     caFile = path.join(shared, 'interception-ca.crt');
     fs.copyFileSync(w.interceptionCA.certPath, caFile);
     fs.chmodSync(caFile, 0o644);
 
+    stage = 'namespaces';
     pair = await NetnsPair.create('fullpath');
-    const redirect = await pair.caProxy(pair.pod, ['redirect', '--ports', `${GOOD_PORT},${REVOKED_PORT}`, '--proxy-port', String(PROXY_PORT), '--proxy-uid', '1337']);
+    stage = 'ca-proxy redirect';
+    const redirect = await pair.caProxy(pair.pod, ['redirect', '--ports', `${GOOD_PORT},${REVOKED_PORT}`, '--proxy-port', String(PROXY_PORT), '--proxy-uid', '1337'], { timeoutMs: 20_000 });
     assert.equal(redirect.code, 0, `ca-proxy redirect failed: ${redirect.stderr}`);
 
+    stage = 'fake API server and serve-extproc';
     api = await startFakeKubeApiServer();
     api.put('pods', { apiVersion: 'v1', kind: 'Pod', metadata: { name: POD.name, namespace: POD.namespace, uid: POD.uid } });
     const config = worldConfig(w);
     config.destinations = { allow: ['198.18.0.0/15'], deny: [] };
     config.events = { enabled: true, namespace: null, ratePerMinute: 600, kubeconfig: writeKubeconfig(path.join(w.dir, 'kubeconfig-events'), api.url, 'default') };
     const socket = path.join(shared, 'extproc.sock');
-    p = await startProcessor(config, { listen: `unix:${socket}` });
-    fs.chmodSync(socket, 0o666);
+    p = await startProcessor(config, { listen: `unix:${socket}` }); // mode 0666, as for an Envoy of another uid
 
+    stage = 'sidecar stand-in';
     sidecar = await startSidecar(pair, {
       port: PROXY_PORT,
       target: `unix:${socket}`,
@@ -75,13 +85,17 @@ netnsSuite('full path: pod → redirect → sidecar stand-in → serve-extproc �
       initialMetadata: { [POD_HEADERS.name]: POD.name, [POD_HEADERS.namespace]: POD.namespace, [POD_HEADERS.serviceAccount]: POD.serviceAccount },
       messageTimeoutMs: 2000,
     });
+    stage = 's_server';
     const prefix = ['ip', 'netns', 'exec', pair.external];
     const common = { chain: w.chainPath, clientCA: w.pki.cas.get('client-ca')!.certPath, version: 'tls1_3' as const, prefix };
     good = await startSServer({ ...common, cert: w.good.certPath, key: w.good.keyPath, port: GOOD_PORT });
     revoked = await startSServer({ ...common, cert: w.revoked.certPath, key: w.revoked.keyPath, port: REVOKED_PORT });
-  }, 30_000);
+    setupDone = true;
+  }
 
   afterAll(async () => {
+    if (!setupDone) process.stderr.write(`full-path: set-up did not finish (at: ${stage})\n`);
+    await setup?.catch(() => undefined);
     // Each step runs even when one before it failed: the namespaces must go whatever happened.
     const steps = [() => good?.stop(), () => revoked?.stop(), () => sidecar?.stop(), () => p?.stop(), () => api?.stop(), () => pair?.destroy(), () => fs.rmSync(shared, { recursive: true, force: true }), () => w?.cleanup()];
     for (const step of steps) await Promise.resolve().then(step).catch((e: Error) => process.stderr.write(`full-path cleanup: ${e.message}\n`));
@@ -131,5 +145,16 @@ netnsSuite('full path: pod → redirect → sidecar stand-in → serve-extproc �
     assert.equal(c.metadata.ca_proxy?.reason, 'certificate_revoked');
     assert.notEqual(c.closedBy, 'failure', `closed by ${c.closedBy}: ${c.failure}`);
     sidecar.assertClean();
+  });
+
+  test('a connection dialled straight at the sidecar (not redirected) has no original destination: closed, never proxied', async () => {
+    const before = sidecar.connections.length;
+    const [r] = await pair!.connect(pair!.pod, [{ host: '127.0.0.1', port: PROXY_PORT }], { uid: WORKLOAD_UID });
+    assert.ok(r!.error !== undefined || (r!.said as unknown) === '', `closed without a byte: ${JSON.stringify(r)}`);
+    const c = await sidecar.ended(before + 1);
+    assert.equal(c.closedBy, 'failure');
+    assert.match(c.failure ?? '', /^no original destination: /);
+    assert.equal(c.destination, null);
+    assert.equal(c.requests.read, 0, 'no ext_proc stream traffic for it');
   });
 });

@@ -57,8 +57,8 @@ export interface StandInOptions {
    * Where upstream connections go: a fixed address (standing in for the original destination),
    * or `'original-dst'`: each connection's SO_ORIGINAL_DST (test/support/original-dst.ts, needs
    * python3), as Envoy's ORIGINAL_DST cluster behind `use_original_dst` — for a listener that
-   * nat REDIRECT rules feed. A connection without one (not NATed) is closed: Envoy would dial
-   * its own listener.
+   * nat REDIRECT rules feed. A connection without one (not NATed: no conntrack entry, or one
+   * naming the listener itself) is closed with a `failure`, rather than dialling the listener.
    */
   upstream: { host: string; port: number } | 'original-dst';
   /** The listener's address (default 127.0.0.1, port 0: any free port). */
@@ -72,8 +72,8 @@ export interface StandInOptions {
   /**
    * Envoy 1.40 `connection_attributes` in the first request. `true`: `source.address` (the
    * workload's socket), `destination.address`/`destination.port` (the upstream: the original
-   * destination, or the fixed address standing in for it), `connection.requested_server_name` (the SNI of the first read
-   * chunk, as tls_inspector reads it). An object: those values with its members merged over them
+   * destination, or the fixed address standing in for it), `connection.requested_server_name`
+   * (the SNI of the first read chunk, as tls_inspector reads it). An object: those values with its members merged over them
    * (any JSON, malformed values included; a null member removes the attribute). Absent: none
    * (Envoy before 1.40).
    */
@@ -179,15 +179,20 @@ export class EnvoyStandIn {
     this.connections.push(conn);
     o.onConnection?.(conn);
     if (o.upstream !== 'original-dst') return this.proxy(down, conn, o.upstream, resolveDone);
+    const refuse = (why: string) => {
+      conn.failure = `no original destination: ${why}`;
+      conn.closedBy = 'failure';
+      down.destroy();
+      this.sockets.delete(down);
+      resolveDone();
+    };
     originalDst(down).then(
-      (dst) => this.proxy(down, conn, dst, resolveDone),
-      (err: Error) => {
-        conn.failure = `no original destination: ${err.message}`;
-        conn.closedBy = 'failure';
-        down.destroy();
-        this.sockets.delete(down);
-        resolveDone();
+      (dst) => {
+        // Where the namespace tracks every connection, one dialled straight at the listener has an entry naming the listener.
+        if (dst.port === down.localPort && dst.address === down.localAddress) refuse(`the connection was not redirected (it was dialled to the listener, ${endpoint(dst.address, dst.port)})`);
+        else this.proxy(down, conn, dst, resolveDone);
       },
+      (err: Error) => refuse(err.message),
     );
   }
 
@@ -198,6 +203,7 @@ export class EnvoyStandIn {
     const host = 'address' in dst ? dst.address : dst.host;
     conn.destination = { address: host, port: dst.port };
     if (down.destroyed) {
+      this.sockets.delete(down);
       conn.closedBy = 'peers';
       resolveDone();
       return;
