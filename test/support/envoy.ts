@@ -5,8 +5,9 @@
  * that ca-proxy depends on, so the tests exercise ca-proxy's gRPC service as Envoy would:
  *
  * - Accepts a TCP connection, opens one `NetworkExternalProcessor/Process` stream for it, and
- *   connects upstream to a configured address (standing in for tcp_proxy to an ORIGINAL_DST
- *   cluster).
+ *   connects upstream, as tcp_proxy does: to a configured address, or (`upstream:
+ *   'original-dst'`, the sidecar) to the connection's original destination, read with
+ *   SO_ORIGINAL_DST as `envoy.filters.listener.original_dst` does for an ORIGINAL_DST cluster.
  * - `onData` / `onWrite`: every chunk read from the downstream (workload) socket is sent as
  *   `read_data`, every chunk from the upstream (server) socket as `write_data`, with
  *   `end_of_stream` on a half-close; the bytes are drained — nothing is forwarded unless a
@@ -41,6 +42,7 @@ import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { loadProtos, fromStruct, toStruct, type ProcessingRequest, type ProcessingResponse, type StructValue } from '../../internal/extproc/protos';
 import { ATTRIBUTES_FILTER_NAME } from '../../internal/extproc/connection-info';
+import { originalDst } from './original-dst';
 import { parseClientHello } from '../../internal/tls/handshake';
 import { createRuntime, type Runtime } from '../../cmd/ca-proxy/runtime';
 import { createLogger } from '../../internal/metrics/report';
@@ -51,8 +53,16 @@ import { startExtProcServer, type ExtProcServer, type ExtProcServerOptions } fro
 export interface StandInOptions {
   /** The processor: `unix:/path` or `host:port`. */
   target: string;
-  /** Where upstream connections go (the ORIGINAL_DST stand-in). */
-  upstream: { host: string; port: number };
+  /**
+   * Where upstream connections go: a fixed address (standing in for the original destination),
+   * or `'original-dst'`: each connection's SO_ORIGINAL_DST (test/support/original-dst.ts, needs
+   * python3), as Envoy's ORIGINAL_DST cluster behind `use_original_dst` — for a listener that
+   * nat REDIRECT rules feed. A connection without one (not NATed: no conntrack entry, or one
+   * naming the listener itself) is closed with a `failure`, rather than dialling the listener.
+   */
+  upstream: { host: string; port: number } | 'original-dst';
+  /** The listener's address (default 127.0.0.1, port 0: any free port). */
+  listen?: { host: string; port: number };
   failureModeAllow?: boolean;
   messageTimeoutMs?: number;
   credentials?: grpc.ChannelCredentials;
@@ -61,13 +71,15 @@ export interface StandInOptions {
   honourCloseStream?: boolean;
   /**
    * Envoy 1.40 `connection_attributes` in the first request. `true`: `source.address` (the
-   * workload's socket), `destination.address`/`destination.port` (the upstream, standing in for
-   * the original destination), `connection.requested_server_name` (the SNI of the first read
-   * chunk, as tls_inspector reads it). An object: those values with its members merged over them
+   * workload's socket), `destination.address`/`destination.port` (the upstream: the original
+   * destination, or the fixed address standing in for it), `connection.requested_server_name`
+   * (the SNI of the first read chunk, as tls_inspector reads it). An object: those values with its members merged over them
    * (any JSON, malformed values included; a null member removes the attribute). Absent: none
    * (Envoy before 1.40).
    */
   connectionAttributes?: boolean | Record<string, unknown>;
+  /** Called per accepted connection, before anything is read from it (its `done` says when it ends). */
+  onConnection?: (c: StandInConnection) => void;
   /** Called per answered request: its direction, request→response time (ms) and request size (benchmarks). */
   onAnswer?: (dir: 'read' | 'write', ms: number, bytes: number) => void;
 }
@@ -92,6 +104,8 @@ export interface StandInConnection {
   closeStreamRequested: boolean;
   /** The processor ended the stream with status OK while the connection was open: Envoy passes the rest unchecked. */
   okEndWhileOpen: boolean;
+  /** Where the upstream connection went (for `'original-dst'`, what the workload dialled); null when none could be read. */
+  destination: { address: string; port: number } | null;
   /** Resolves when both sockets are closed. */
   done: Promise<void>;
 }
@@ -112,7 +126,10 @@ export class EnvoyStandIn {
 
   static async start(opts: StandInOptions): Promise<EnvoyStandIn> {
     const e = new EnvoyStandIn(opts);
-    await new Promise<void>((resolve) => e.server.listen(0, '127.0.0.1', resolve));
+    await new Promise<void>((resolve, reject) => {
+      e.server.once('error', reject);
+      e.server.listen(opts.listen?.port ?? 0, opts.listen?.host ?? '127.0.0.1', resolve);
+    });
     e.port = (e.server.address() as net.AddressInfo).port;
     return e;
   }
@@ -142,7 +159,8 @@ export class EnvoyStandIn {
 
   private accept(down: net.Socket): void {
     const o = this.opts;
-    const timeoutMs = o.messageTimeoutMs ?? 200;
+    this.sockets.add(down);
+    down.on('error', () => undefined);
     let resolveDone!: () => void;
     const conn: StandInConnection = {
       id: this.connections.length + 1,
@@ -155,14 +173,44 @@ export class EnvoyStandIn {
       bypass: false,
       closeStreamRequested: false,
       okEndWhileOpen: false,
+      destination: null,
       done: new Promise<void>((r) => (resolveDone = r)),
     };
     this.connections.push(conn);
-    const up = net.connect({ host: o.upstream.host, port: o.upstream.port, allowHalfOpen: true });
-    for (const s of [down, up]) {
-      this.sockets.add(s);
-      s.on('error', () => undefined);
+    o.onConnection?.(conn);
+    if (o.upstream !== 'original-dst') return this.proxy(down, conn, o.upstream, resolveDone);
+    const refuse = (why: string) => {
+      conn.failure = `no original destination: ${why}`;
+      conn.closedBy = 'failure';
+      down.destroy();
+      this.sockets.delete(down);
+      resolveDone();
+    };
+    originalDst(down).then(
+      (dst) => {
+        // Where the namespace tracks every connection, one dialled straight at the listener has an entry naming the listener.
+        if (dst.port === down.localPort && dst.address === down.localAddress) refuse(`the connection was not redirected (it was dialled to the listener, ${endpoint(dst.address, dst.port)})`);
+        else this.proxy(down, conn, dst, resolveDone);
+      },
+      (err: Error) => refuse(err.message),
+    );
+  }
+
+  /** tcp_proxy with the ext_proc filter in front, for one accepted connection whose upstream is `dst`. */
+  private proxy(down: net.Socket, conn: StandInConnection, dst: { address: string; port: number } | { host: string; port: number }, resolveDone: () => void): void {
+    const o = this.opts;
+    const timeoutMs = o.messageTimeoutMs ?? 200;
+    const host = 'address' in dst ? dst.address : dst.host;
+    conn.destination = { address: host, port: dst.port };
+    if (down.destroyed) {
+      this.sockets.delete(down);
+      conn.closedBy = 'peers';
+      resolveDone();
+      return;
     }
+    const up = net.connect({ host, port: dst.port, allowHalfOpen: true });
+    this.sockets.add(up);
+    up.on('error', () => undefined);
     const source: Record<Dir, net.Socket> = { read: down, write: up };
     const sink: Record<Dir, net.Socket> = { read: up, write: down };
     const pending: Record<Dir, { data: Buffer; timer: NodeJS.Timeout; at: number }[]> = { read: [], write: [] };
@@ -228,8 +276,8 @@ export class EnvoyStandIn {
       attributesSent = true;
       const values: Record<string, unknown> = {
         'source.address': endpoint(down.remoteAddress, down.remotePort),
-        'destination.address': endpoint(o.upstream.host, o.upstream.port),
-        'destination.port': o.upstream.port,
+        'destination.address': endpoint(host, dst.port),
+        'destination.port': dst.port,
         'connection.requested_server_name': dir === 'read' ? sniOf(data) : undefined,
       };
       if (typeof o.connectionAttributes === 'object') Object.assign(values, o.connectionAttributes);

@@ -1,8 +1,8 @@
 /**
  * Real Linux network namespaces for tests (root only): a "pod" namespace and an "external"
  * namespace joined by a veth pair, with IPv4 and IPv6, and helpers to run commands and small
- * Node listeners/clients inside them. Used by the redirect tests; meant for the full-path tests
- * too (client in the pod → redirect → sidecar stand-in → server in the external namespace).
+ * Node listeners/clients inside them. Used by the redirect tests and the full-path test (client
+ * in the pod → redirect → sidecar stand-in, sidecar.ts → server in the external namespace).
  *
  *   pod  (eth0 198.18.0.2/24, fd00:ca:1::2/64; default routes via external)
  *     │ veth
@@ -187,11 +187,18 @@ export class NetnsPair {
     return this.exec(ns, [process.execPath, path.resolve(__dirname, '../../cmd/ca-proxy/main.js'), ...args], o);
   }
 
-  /** Start listeners inside `ns`; resolves once they all listen. They run until `destroy()` or `stop(child)`. */
-  serve(ns: string, listeners: Listener[], timeoutMs = 10_000): Promise<ChildProcess> {
-    const child = spawn(IP, ['netns', 'exec', ns, process.execPath, AGENT, 'serve', JSON.stringify(listeners)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  /** Start `argv` inside `ns` (as `o.uid` when given), stdout and stderr piped; it runs until `destroy()` or `stop(child)`. */
+  start(ns: string, argv: string[], o: ExecOptions = {}): ChildProcess {
+    const a = this.argv(ns, argv, o);
+    const child = spawn(a[0]!, a.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: o.env ?? process.env });
     this.children.add(child);
     child.on('exit', () => this.children.delete(child));
+    return child;
+  }
+
+  /** Start listeners inside `ns`; resolves once they all listen. They run until `destroy()` or `stop(child)`. */
+  serve(ns: string, listeners: Listener[], timeoutMs = 10_000): Promise<ChildProcess> {
+    const child = this.start(ns, [process.execPath, AGENT, 'serve', JSON.stringify(listeners)]);
     return new Promise((resolve, reject) => {
       let out = '';
       let err = '';

@@ -31,17 +31,22 @@ export interface SServerOptions {
   optionalClientCert?: boolean;
   /** Extra arguments. */
   args?: string[];
+  /** The port to listen on (default 0: any free port). */
+  port?: number;
+  /** A command that runs openssl, e.g. `['ip', 'netns', 'exec', NS]` for a network namespace (it must exec, so that stop() signals openssl itself). */
+  prefix?: string[];
 }
 
 export async function startSServer(opts: SServerOptions): Promise<SServer> {
   const verify =
     opts.requireClientCert === false ? [] : opts.optionalClientCert ? ['-verify', '1'] : ['-Verify', '1', '-verify_return_error'];
   const args = [
-    's_server', '-accept', '0', ...(opts.noCert ? ['-nocert'] : ['-cert', opts.cert, '-key', opts.key]),
+    's_server', '-accept', String(opts.port ?? 0), ...(opts.noCert ? ['-nocert'] : ['-cert', opts.cert, '-key', opts.key]),
     ...(opts.chain && !opts.noCert ? ['-cert_chain', opts.chain] : []),
     '-CAfile', opts.clientCA, ...verify, `-${opts.version}`, '-www', '-msg', ...(opts.args ?? []),
   ];
-  const child: ChildProcess = spawn('openssl', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const argv = [...(opts.prefix ?? []), 'openssl', ...args];
+  const child: ChildProcess = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const waiters: { re: RegExp; resolve: (s: string) => void }[] = [];
   const onData = (d: Buffer) => {
@@ -61,8 +66,9 @@ export async function startSServer(opts: SServerOptions): Promise<SServer> {
       const t = setTimeout(() => reject(new Error(`s_server: no ${re} within ${ms} ms; output:\n${out}`)), ms);
       waiters.push({ re, resolve: (s) => (clearTimeout(t), resolve(s)) });
     });
-  const first = await waitFor(/ACCEPT \S+:(\d+)/);
-  const port = Number(/ACCEPT \S+:(\d+)/.exec(first)![1]);
+  // "ACCEPT [::]:PORT" for port 0; a fixed port is printed as a bare "ACCEPT".
+  const first = await waitFor(opts.port ? /^ACCEPT/m : /ACCEPT \S+:(\d+)/);
+  const port = opts.port || Number(/ACCEPT \S+:(\d+)/.exec(first)![1]);
   return {
     port,
     output: () => out,
